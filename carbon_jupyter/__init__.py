@@ -1,0 +1,94 @@
+"""carbon-jupyter: the energy and CO2 of machine-learning work, measured where it is written.
+
+Python API::
+
+    import carbon_jupyter as cj
+
+    with cj.track("fine-tune", phase="train") as t:
+        train()
+    print(t.run)                      # a Run: energy_j, co2_g, per device and method
+
+    @cj.track("predict", phase="inference", items=1000)
+    def predict(): ...
+
+    cj.runs(label="fine-tune")        # stored runs, newest first
+    cj.samples(run_id)                # the power samples of one run
+
+In a notebook: ``%load_ext carbon_jupyter`` then ``%%carbon`` on a cell.
+
+Importing this package is cheap: Bokeh, NVML and the store are imported on
+first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from carbon_jupyter._version import __version__
+
+if TYPE_CHECKING:
+    from carbon_jupyter.model import DeviceEnergy, DeviceInfo, Intensity, Run, Sample
+    from carbon_jupyter.tracker import Tracker, track
+
+__all__ = [
+    "DeviceEnergy",
+    "DeviceInfo",
+    "Intensity",
+    "Run",
+    "Sample",
+    "Tracker",
+    "__version__",
+    "load_ipython_extension",
+    "runs",
+    "samples",
+    "track",
+    "unload_ipython_extension",
+]
+
+_LAZY = {
+    "Tracker": "carbon_jupyter.tracker",
+    "track": "carbon_jupyter.tracker",
+    "Run": "carbon_jupyter.model",
+    "Sample": "carbon_jupyter.model",
+    "DeviceInfo": "carbon_jupyter.model",
+    "DeviceEnergy": "carbon_jupyter.model",
+    "Intensity": "carbon_jupyter.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'carbon_jupyter' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def runs(**filters: Any) -> Any:
+    """Stored runs, newest first; see :meth:`carbon_jupyter.store.Store.runs` for the filters."""
+    from carbon_jupyter.store import open_store
+
+    return open_store().runs(**filters)
+
+
+def samples(run_id: str) -> Any:
+    """The stored samples of one run (an id or a unique prefix of one)."""
+    from carbon_jupyter.store import open_store
+
+    store = open_store()
+    return store.samples(store.get_run(run_id).id)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext carbon_jupyter``: register the ``%carbon`` and ``%%carbon`` magics."""
+    from carbon_jupyter.magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext carbon_jupyter``: remove the magics and every hook they registered."""
+    from carbon_jupyter.magics import unload
+
+    unload(ipython)

@@ -1,0 +1,442 @@
+"""``%%carbon`` and ``%carbon``: the notebook's front door onto the tracker.
+
+Load with ``%load_ext carbon_jupyter`` (or list ``carbon_jupyter`` in
+``c.InteractiveShellApp.extensions``). Then:
+
+``%%carbon [label] [--phase train|inference|other] [--items N] [--interval S]
+[--country C] [--region provider:region] [--intensity G] [--pue X] [--gpus all|0,1]
+[--attribution device|process] [--tag key=value ...] [--no-plot] [--quiet]``
+    Track one cell: a live plot of power and cumulative CO2 while it runs,
+    replaced by a static plot and a summary when it ends.
+
+``%carbon start [label] [options]`` / ``%carbon stop [-o]``
+    Track a run that spans several cells. ``-o`` returns the Run.
+``%carbon status``
+    What is being tracked now.
+``%carbon auto on|off``
+    Track every cell, with a one-line summary under each.
+``%carbon runs [--last N]``
+    The latest stored runs as a table.
+``%carbon compare [labels ...] [--last N] [--by label|phase|run]``
+    Energy, CO2 and duration of stored runs side by side.
+``%carbon show RUN_ID``
+    The plot and summary of one stored run.
+``%carbon config``
+    The settings in force and where each came from.
+``%carbon export PATH``
+    Stored runs to ``.csv``, ``.json``, or CodeCarbon's layout when the file
+    is named ``emissions.csv``.
+
+Settings live on the :class:`CarbonMagics` configurable
+(``%config CarbonMagics.interval = 0.5``), whose defaults come from the
+``CARBON_JUPYTER_*`` environment variables.
+
+This module is glue: measuring is :class:`carbon_jupyter.tracker.Tracker`,
+storing is :mod:`carbon_jupyter.store`, showing is :mod:`carbon_jupyter.display`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Bool, Float, Unicode, default
+
+from carbon_jupyter import context
+from carbon_jupyter.errors import CarbonError
+from carbon_jupyter.settings import ATTRIBUTIONS, PHASES, Settings
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (with the usage line) instead of exiting."""
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        raise UsageError(message or self.format_usage().strip())
+
+
+def _tracking_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("label", nargs="?", default=None, help="a name for the run")
+    parser.add_argument("--phase", choices=PHASES, help="what the work is")
+    parser.add_argument(
+        "--items", type=int, help="samples or requests processed (per-item figures)"
+    )
+    parser.add_argument("--interval", type=float, help="sampling interval in seconds (0.05-60)")
+    parser.add_argument("--country", help="ISO code or name of where the power comes from")
+    parser.add_argument("--region", help="cloud region, e.g. aws:eu-west-1")
+    parser.add_argument("--intensity", type=float, help="carbon intensity in gCO2e/kWh")
+    parser.add_argument("--pue", help="data-centre PUE (1.0-3.0, or aws, gcp, azure, industry)")
+    parser.add_argument("--gpus", help="all, or GPU indices such as 0,1")
+    parser.add_argument("--attribution", choices=ATTRIBUTIONS, help="device totals or this process")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--no-plot", action="store_true", help="no live plot, summary only")
+    parser.add_argument("--quiet", action="store_true", help="nothing shown; the run is stored")
+
+
+def _cell_parser() -> _Parser:
+    parser = _Parser(prog="%%carbon", add_help=False)
+    _tracking_options(parser)
+    return parser
+
+
+def _line_parser() -> _Parser:
+    parser = _Parser(prog="%carbon", add_help=False)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    start = sub.add_parser("start", add_help=False)
+    _tracking_options(start)
+    stop = sub.add_parser("stop", add_help=False)
+    stop.add_argument("-o", dest="output", action="store_true", help="return the Run")
+    sub.add_parser("status", add_help=False)
+    auto = sub.add_parser("auto", add_help=False)
+    auto.add_argument("state", choices=["on", "off"])
+    runs = sub.add_parser("runs", add_help=False)
+    runs.add_argument("--last", type=int, default=20)
+    compare = sub.add_parser("compare", add_help=False)
+    compare.add_argument("labels", nargs="*")
+    compare.add_argument("--last", type=int, default=20)
+    compare.add_argument("--by", choices=["label", "phase", "run"], default="label")
+    show = sub.add_parser("show", add_help=False)
+    show.add_argument("run_id")
+    sub.add_parser("config", add_help=False)
+    export = sub.add_parser("export", add_help=False)
+    export.add_argument("path")
+    export.add_argument("--samples", action="store_true", help="include the power samples")
+    return parser
+
+
+def _tags(pairs: list[str]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {pair!r} is not KEY=VALUE, e.g. --tag model=resnet50")
+        tags[key] = value
+    return tags
+
+
+@magics_class
+class CarbonMagics(Magics):
+    """The ``%carbon`` / ``%%carbon`` magics and their settings."""
+
+    interval = Float(help="Sampling interval in seconds (0.05-60).").tag(config=True)
+    attribution = Unicode(help="'device' totals or this 'process' share.").tag(config=True)
+    gpus = Unicode(None, allow_none=True, help="'all' or GPU indices '0,1'.").tag(config=True)
+    country = Unicode(None, allow_none=True, help="ISO code or name.").tag(config=True)
+    region = Unicode(None, allow_none=True, help="Cloud region 'aws:eu-west-1'.").tag(config=True)
+    intensity = Float(None, allow_none=True, help="gCO2e/kWh.").tag(config=True)
+    pue = Float(None, allow_none=True, help="Data-centre PUE.").tag(config=True)
+    plot = Bool(True, help="Show the live plot in %%carbon cells.").tag(config=True)
+    display_mode = Unicode(
+        None, allow_none=True, help="widgets, html, colab, text or none; default: detected."
+    ).tag(config=True)
+
+    @default("interval")
+    def _interval_default(self) -> float:
+        return Settings.from_env().interval_s
+
+    @default("attribution")
+    def _attribution_default(self) -> str:
+        return Settings.from_env().attribution
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._active: Any = None  # Tracker of %carbon start
+        self._active_view: Any = None
+        self._auto = False
+        self._auto_tracker: Any = None
+        self._cell_id: str | None = None
+        self._raw_cell: str = ""
+        self.last_run: Any = None
+
+    # -- hooks --------------------------------------------------------------------------
+    def pre_run_cell(self, info: Any) -> None:
+        self._cell_id = getattr(info, "cell_id", None)
+        self._raw_cell = getattr(info, "raw_cell", "") or ""
+        if (
+            self._auto
+            and self._active is None
+            and not self._raw_cell.lstrip().startswith("%%carbon")
+        ):
+            try:
+                self._auto_tracker = self._tracker(None, {}).start()
+            except CarbonError as exc:
+                print(f"carbon: auto tracking is off for this cell: {exc}")
+                self._auto_tracker = None
+
+    def post_run_cell(self, result: Any) -> None:
+        tracker, self._auto_tracker = self._auto_tracker, None
+        if tracker is None:
+            return
+        error = getattr(result, "error_in_exec", None)
+        if isinstance(error, KeyboardInterrupt):
+            run = tracker.stop("interrupted", error="KeyboardInterrupt")
+        elif error is not None:
+            run = tracker.stop("error", error=f"{type(error).__name__}: {error}")
+        else:
+            run = tracker.stop()
+        self.last_run = run
+        from carbon_jupyter import format as fmt
+
+        print(f"[carbon] {fmt.one_line(run)}")
+
+    # -- building a tracker -------------------------------------------------------------
+    def _tracker(self, label: str | None, options: dict[str, Any]) -> Any:
+        from carbon_jupyter.tracker import Tracker
+
+        def pick(name: str) -> Any:
+            value = options.get(name)
+            return value if value is not None else getattr(self, name)
+
+        tags = dict(options.get("tags") or {})
+        if self.shell is not None:
+            tags.setdefault("execution_count", str(self.shell.execution_count))
+        return Tracker(
+            label,
+            phase=options.get("phase"),
+            items=options.get("items"),
+            interval=pick("interval"),
+            country=pick("country"),
+            region=pick("region"),
+            intensity=pick("intensity"),
+            pue=pick("pue"),
+            gpus=pick("gpus"),
+            attribution=pick("attribution"),
+            tags=tags,
+            notebook=context.notebook_path(),
+            cell=self._cell_id,
+        )
+
+    def _view(self, tracker: Any, args: argparse.Namespace, title: str) -> Any:
+        from carbon_jupyter.display import LiveView
+
+        if args.quiet:
+            return None
+        mode = "none" if (args.no_plot or not self.plot) else self.display_mode
+        view = LiveView(tracker, mode=mode, title=title)
+        view.start()
+        return view
+
+    def _busy(self) -> str | None:
+        if self._active is not None:
+            return "a run started with %carbon start is still being tracked; %carbon stop it first"
+        return None
+
+    # -- the magic ----------------------------------------------------------------------
+    @line_cell_magic
+    def carbon(self, line: str, cell: str | None = None) -> Any:
+        """Track the energy and CO2 of a cell (``%%carbon``), or manage runs (``%carbon``).
+
+        See ``carbon_jupyter.magics`` for every form; ``%carbon`` alone prints it.
+        """
+        if cell is not None:
+            return self._carbon_cell(line, cell)
+        try:
+            args = _line_parser().parse_args(shlex.split(line))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if args.command is None:
+            print(__doc__)
+            return None
+        try:
+            return getattr(self, f"_cmd_{args.command}")(args)
+        except CarbonError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _carbon_cell(self, line: str, cell: str) -> Any:
+        __tracebackhide__ = True
+        from carbon_jupyter.cellrun import run_cell_code
+
+        try:
+            args = _cell_parser().parse_args(shlex.split(line))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        busy = self._busy()
+        if busy:
+            raise UsageError(f"%%carbon: {busy}")
+        try:
+            tracker = self._tracker(args.label, {**vars(args), "tags": _tags(args.tag)})
+        except CarbonError as exc:
+            raise UsageError(str(exc)) from None
+        tracker.start()
+        view = self._view(tracker, args, args.label or "")
+        status, error = "ok", None
+        try:
+            return run_cell_code(self.shell, cell)
+        except KeyboardInterrupt:
+            status, error = "interrupted", "KeyboardInterrupt"
+            raise
+        except BaseException as exc:
+            status, error = "error", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            run = tracker.stop(status, error=error)
+            self.last_run = run
+            if view is not None:
+                view.finish(run)
+
+    # -- line commands ------------------------------------------------------------------
+    def _cmd_start(self, args: argparse.Namespace) -> None:
+        busy = self._busy()
+        if busy:
+            raise UsageError(f"%carbon start: {busy}")
+        tracker = self._tracker(args.label, {**vars(args), "tags": _tags(args.tag)})
+        tracker.start()
+        self._active = tracker
+        self._active_view = self._view(tracker, args, args.label or "")
+        if args.quiet:
+            return
+        print(f"carbon: tracking {args.label or 'run ' + tracker.id[:8]}; %carbon stop to finish")
+
+    def _cmd_stop(self, args: argparse.Namespace) -> Any:
+        if self._active is None:
+            raise UsageError("%carbon stop: nothing is being tracked; %carbon start first")
+        tracker, self._active = self._active, None
+        view, self._active_view = self._active_view, None
+        run = tracker.stop()
+        self.last_run = run
+        from carbon_jupyter import format as fmt
+
+        if view is not None:
+            view.finish(run)
+        print(fmt.summary(run))
+        return run if args.output else None
+
+    def _cmd_status(self, args: argparse.Namespace) -> None:
+        from carbon_jupyter import format as fmt
+
+        if self._active is not None:
+            print(fmt.summary(self._active.snapshot()))
+        else:
+            print("carbon: no run is being tracked")
+        print(f"carbon: per-cell tracking is {'on' if self._auto else 'off'}")
+
+    def _cmd_auto(self, args: argparse.Namespace) -> None:
+        self._auto = args.state == "on"
+        print(f"carbon: per-cell tracking is {args.state}")
+
+    def _cmd_runs(self, args: argparse.Namespace) -> None:
+        from carbon_jupyter import format as fmt
+        from carbon_jupyter.store import open_store
+
+        runs = open_store().runs(limit=args.last)
+        _show_table(fmt.runs_table_html(runs), fmt.runs_table_text(runs))
+
+    def _cmd_compare(self, args: argparse.Namespace) -> Any:
+        from carbon_jupyter.display import show_comparison
+        from carbon_jupyter.store import open_store
+
+        store = open_store()
+        if args.labels:
+            runs = [r for label in args.labels for r in store.runs(label=label, limit=args.last)]
+        else:
+            runs = store.runs(limit=args.last)
+        runs = [r for r in runs if r.status != "running"]
+        if not runs:
+            raise UsageError(
+                "%carbon compare: no finished runs match; track some cells with %%carbon first"
+            )
+        show_comparison(runs, by=args.by)
+        return None
+
+    def _cmd_show(self, args: argparse.Namespace) -> None:
+        from carbon_jupyter.display import show_run
+        from carbon_jupyter.store import open_store
+
+        store = open_store()
+        run = store.get_run(args.run_id)
+        show_run(run, store.samples(run.id))
+
+    def _cmd_config(self, args: argparse.Namespace) -> None:
+        from carbon_jupyter.intensity import resolve
+        from carbon_jupyter.store import default_db_path
+
+        for name in (
+            "interval",
+            "attribution",
+            "gpus",
+            "country",
+            "region",
+            "intensity",
+            "pue",
+            "plot",
+            "display_mode",
+        ):
+            print(f"CarbonMagics.{name:<13} = {getattr(self, name)!r}")
+        found = resolve(
+            country=self.country, region=self.region, intensity=self.intensity, pue=self.pue
+        )
+        print(
+            f"intensity in force   : {found.intensity_g_per_kwh:g} gCO2e/kWh ({found.key}, "
+            f"{found.source}, chosen by {found.chosen_by}); PUE {found.pue:g}"
+        )
+        print(f"store                : {default_db_path()}")
+
+    def _cmd_export(self, args: argparse.Namespace) -> None:
+        from pathlib import Path
+
+        from carbon_jupyter.store import open_store
+
+        path = Path(args.path).expanduser()
+        store = open_store()
+        if path.name == "emissions.csv":
+            count = store.export_codecarbon(path)
+        elif path.suffix == ".csv":
+            count = store.export_csv(path, samples=args.samples)
+        elif path.suffix == ".json":
+            count = store.export_json(path, samples=args.samples)
+        else:
+            raise UsageError(
+                "%carbon export: name a .csv or .json file (emissions.csv for CodeCarbon)"
+            )
+        print(f"carbon: exported {count} runs to {path}")
+
+
+def _show_table(html: str, text: str) -> None:
+    from IPython.display import HTML, display
+
+    if _in_kernel():
+        display(HTML(html))  # type: ignore[no-untyped-call]
+    else:
+        print(text)
+
+
+def _in_kernel() -> bool:
+    import sys
+
+    return "ipykernel" in sys.modules
+
+
+_EVENTS = ("pre_run_cell", "post_run_cell")
+
+
+def load(shell: Any) -> None:
+    """Register the magics and their cell hooks (idempotent)."""
+    if any(isinstance(m, CarbonMagics) for m in shell.configurables):
+        return
+    magics = CarbonMagics(shell=shell)
+    shell.register_magics(magics)
+    for event in _EVENTS:
+        shell.events.register(event, getattr(magics, event))
+
+
+def unload(shell: Any) -> None:
+    """Stop anything live, unregister every hook and remove the magics."""
+    for magics in [m for m in shell.configurables if isinstance(m, CarbonMagics)]:
+        if magics._active is not None:
+            magics._active.stop()
+        if magics._auto_tracker is not None:
+            magics._auto_tracker.stop()
+        for event in _EVENTS:
+            try:
+                shell.events.unregister(event, getattr(magics, event))
+            except ValueError:
+                pass
+        shell.configurables.remove(magics)
+    for kind in ("line", "cell"):
+        shell.magics_manager.magics[kind].pop("carbon", None)
+    shell.magics_manager.registry.pop("CarbonMagics", None)

@@ -1,0 +1,68 @@
+"""What every sensor offers the sampler.
+
+A sensor is one device (a RAPL package, a GPU, the machine's memory, a CPU
+model, a replayed trace). The sampler calls :meth:`Sensor.read` at the start of
+a run, on every tick, and at the stop; each call returns a :class:`Reading`.
+
+A reading carries whichever of these the device can give:
+
+* ``counter_j`` - a hardware energy counter in joules, which may wrap at
+  ``counter_range_j`` (RAPL ``max_energy_range_uj``). The sampler takes
+  differences between consecutive readings (see :mod:`carbon_jupyter.integrate`),
+  so the energy of a run is exact at start and stop whatever the interval.
+* ``power_w`` - the power drawn now. Where there is no counter the sampler
+  integrates it by trapezoid.
+* ``process_share`` - the fraction (0..1) of the device's activity since the
+  previous reading that belongs to this process tree; None when unknown.
+* ``utilization_pct`` and ``memory_used_b`` for the live view.
+
+Sensors raise :class:`carbon_jupyter.errors.SensorError` when a reading fails;
+the sampler then drops that sensor for the rest of the run and says so once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from carbon_jupyter.model import DeviceInfo
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One reading of one device. See the module docstring for the fields."""
+
+    counter_j: float | None = None
+    counter_range_j: float | None = None
+    power_w: float | None = None
+    process_share: float | None = None
+    utilization_pct: float | None = None
+    memory_used_b: int | None = None
+
+
+@runtime_checkable
+class Sensor(Protocol):
+    """A source of readings for one device."""
+
+    info: DeviceInfo
+
+    def read(self) -> Reading:
+        """Read the device now. Raises SensorError on failure."""
+        ...
+
+    def close(self) -> None:
+        """Release what the sensor holds (file handles, NVML). Safe to call twice."""
+        ...
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What probing one source found: sensors that work, or why there are none.
+
+    ``problems`` are the sentences ``carbon-jupyter doctor`` prints: each names
+    what failed and, where the user can fix it, how.
+    """
+
+    source: str
+    sensors: tuple[Sensor, ...]
+    problems: tuple[str, ...] = ()

@@ -1,0 +1,82 @@
+"""The machine's memory, estimated from its size (method ``ram-model``).
+
+Power is constant while a run lasts: installed memory in GB times a figure in
+watts per GB. The default, 0.3725 W/GB, is Green Algorithms' ``memoryPower``
+(Lannelongue, Grealey & Inouye, *Green Algorithms: Quantifying the Carbon
+Footprint of Computation*, Adv. Sci. 2021, doi:10.1002/advs.202100707, CC BY
+4.0; data v3.0 ``referenceValues.csv``, which cites Karyakin & Salem 2017,
+doi:10.1145/3076113.3076117). Set ``CARBON_JUPYTER_RAM_W_PER_GB`` to use
+another figure.
+
+"Installed" is the total the operating system reports (:func:`psutil.virtual_memory`),
+counted in GiB because memory is sold in binary gigabytes; in a container this is
+the host's memory, not the container's limit.
+
+The process share is the resident memory of the kernel's process tree over the
+machine's used memory, clamped to 0..1 (see :func:`memory_share`).
+"""
+
+from __future__ import annotations
+
+import psutil
+
+from carbon_jupyter.model import DeviceInfo
+from carbon_jupyter.sensors.base import Probe, Reading
+from carbon_jupyter.sensors.hardware import constant_value, env_positive_float
+from carbon_jupyter.sensors.process import ProcessTree
+
+RAM_W_PER_GB_ENV = "CARBON_JUPYTER_RAM_W_PER_GB"
+_B_PER_GB = 2**30
+
+
+def default_ram_w_per_gb() -> float:
+    """Green Algorithms' memory power figure in W/GB (0.3725)."""
+    return constant_value("ram_w_per_gb", "green_algorithms")
+
+
+def memory_share(tree: ProcessTree) -> tuple[float | None, int]:
+    """(share of used memory held by ``tree``, machine used memory in bytes)."""
+    used_b = int(psutil.virtual_memory().used)
+    if used_b <= 0:
+        return None, used_b
+    return min(1.0, max(0.0, tree.rss_bytes() / used_b)), used_b
+
+
+class RamModelSensor:
+    """Installed memory times watts per GB; an estimate, not a measurement."""
+
+    def __init__(self, info: DeviceInfo, power_w: float, tree: ProcessTree) -> None:
+        self.info = info
+        self.power_w = power_w
+        self._tree = tree
+
+    def read(self) -> Reading:
+        share, used_b = memory_share(self._tree)
+        return Reading(power_w=self.power_w, process_share=share, memory_used_b=used_b)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def probe(*, tree: ProcessTree | None = None) -> Probe:
+    """The RAM model for this machine. Raises ConfigError for a bad W/GB override."""
+    override = env_positive_float(RAM_W_PER_GB_ENV)
+    if override is not None:
+        w_per_gb, source = override, f"set by {RAM_W_PER_GB_ENV}"
+    else:
+        w_per_gb, source = default_ram_w_per_gb(), "Green Algorithms memoryPower"
+    total_b = int(psutil.virtual_memory().total)
+    size_gb = total_b / _B_PER_GB
+    power_w = size_gb * w_per_gb
+    info = DeviceInfo(
+        device_id="ram",
+        kind="ram",
+        name=f"RAM {size_gb:.1f} GB",
+        method="ram-model",
+        detail=(
+            f"estimate: {size_gb:.1f} GB installed x {w_per_gb:g} W/GB ({source}) "
+            f"= {power_w:.1f} W, constant while the run lasts"
+        ),
+    )
+    sensor = RamModelSensor(info, power_w, tree if tree is not None else ProcessTree())
+    return Probe(source="ram-model", sensors=(sensor,))

@@ -1,0 +1,631 @@
+"""NVIDIA GPUs through NVML (the library behind ``nvidia-smi``).
+
+Which GPUs are measured
+-----------------------
+By default, the GPUs this process can see, as CUDA would show them:
+
+* ``CUDA_VISIBLE_DEVICES`` unset: every GPU on the machine.
+* set to indices (``0,2``): those GPUs.
+* set to UUIDs or unique UUID prefixes (``GPU-8f3a``, ``MIG-...``): the GPUs
+  with those UUIDs.
+* set to an empty string, ``-1`` or ``NoDevFiles``: none.
+
+As in CUDA, the list ends at its first entry that names no GPU; that entry is
+reported by ``carbon-jupyter doctor``. ``gpus="all"`` (``--gpus all``) measures
+every GPU whatever the variable says, and ``gpus="0,1"`` or ``gpus=[0, 1]``
+picks NVML indices (the numbering of ``nvidia-smi -L``). CUDA numbers GPUs
+fastest first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` is set, NVML by PCI bus;
+on a machine with identical GPUs the two agree. Where they might not, set
+``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or name GPUs by UUID.
+
+How energy is obtained
+----------------------
+* ``nvml-energy`` (Volta and newer): the GPU's total-energy counter
+  (``nvmlDeviceGetTotalEnergyConsumption``, millijoules, 64 bits, never wraps in
+  practice). The energy of a run is the counter difference between start and
+  stop, whatever the sampling interval. Power is read too, for the live view.
+* ``nvml-power`` (older GPUs): power draw only (``nvmlDeviceGetPowerUsage``),
+  which the sampler integrates by trapezoid.
+
+A GPU that gives neither is left out with a message.
+
+The kernel's share
+------------------
+Where the driver reports per-process utilisation
+(``nvmlDeviceGetProcessUtilization``), each reading carries the share of the
+GPU's SM activity since the previous reading that belongs to this process and
+its children. The share is unknown (``None``) when:
+
+* the driver does not report per-process figures (many consumer cards, MIG,
+  WSL), or
+* the process runs in a container with its own PID namespace: NVML reports
+  host PIDs, which do not match the PIDs seen inside the container. When no
+  reported PID matches ours and none of them exists in our PID namespace, the
+  share is taken as unknown rather than zero.
+
+When the driver reports no process at all for an interval and the GPU's SM
+utilisation is zero, the GPU was idle and our share is 0.
+
+MIG
+---
+NVML reports no energy or power per MIG instance. A MIG instance named in
+``CUDA_VISIBLE_DEVICES`` is measured through its parent GPU: the figures are
+the whole GPU's, shared with any other instances on it, and the device's
+``detail`` says so. Several instances of one GPU count that GPU once.
+
+Nothing here touches NVML at import; :func:`probe` imports ``pynvml`` (package
+``nvidia-ml-py``) when called, and a missing library or driver becomes a
+message, never an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import psutil
+
+from carbon_jupyter.errors import ConfigError, SensorError
+from carbon_jupyter.model import DeviceInfo, Method
+from carbon_jupyter.sensors.base import Probe, Reading
+from carbon_jupyter.sensors.process import ProcessTree
+
+SOURCE = "nvml"
+
+# NVML return codes (nvml.h); read from the module where it defines them.
+_CODES = {
+    "NVML_SUCCESS": 0,
+    "NVML_ERROR_UNINITIALIZED": 1,
+    "NVML_ERROR_INVALID_ARGUMENT": 2,
+    "NVML_ERROR_NOT_SUPPORTED": 3,
+    "NVML_ERROR_NO_PERMISSION": 4,
+    "NVML_ERROR_NOT_FOUND": 6,
+    "NVML_ERROR_DRIVER_NOT_LOADED": 9,
+    "NVML_ERROR_TIMEOUT": 10,
+    "NVML_ERROR_LIBRARY_NOT_FOUND": 12,
+    "NVML_ERROR_FUNCTION_NOT_FOUND": 13,
+    "NVML_ERROR_GPU_IS_LOST": 15,
+    "NVML_ERROR_RESET_REQUIRED": 16,
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": 18,
+    "NVML_ERROR_NO_DATA": 21,
+}
+
+NO_GPU_PROBLEM = (
+    "no NVIDIA driver / NVML library found: GPU energy is not measured. "
+    "On a machine with an NVIDIA GPU, install the NVIDIA driver (it provides libnvidia-ml.so) "
+    "and check that `nvidia-smi` works."
+)
+
+
+def _code(nvml: ModuleType, name: str) -> int:
+    return int(getattr(nvml, name, _CODES[name]))
+
+
+def _unsupported_codes(nvml: ModuleType) -> frozenset[int]:
+    """Codes that mean "this GPU does not offer that figure", not "something broke"."""
+    names = (
+        "NVML_ERROR_NOT_SUPPORTED",
+        "NVML_ERROR_FUNCTION_NOT_FOUND",
+        "NVML_ERROR_NO_PERMISSION",
+        "NVML_ERROR_NO_DATA",
+    )
+    return frozenset(_code(nvml, n) for n in names)
+
+
+def _reason(nvml: ModuleType, exc: BaseException) -> str:
+    """What an NVML error means for the user, and what to do about it."""
+    value = getattr(exc, "value", None)
+    if value == _code(nvml, "NVML_ERROR_GPU_IS_LOST"):
+        return (
+            "the GPU stopped answering (NVML: GPU is lost); check `nvidia-smi` and the kernel "
+            "log, the GPU usually needs a reset or a reboot"
+        )
+    if value == _code(nvml, "NVML_ERROR_RESET_REQUIRED"):
+        return "the GPU needs a reset (NVML: reset required); reset it with `nvidia-smi -r`"
+    if value == _code(nvml, "NVML_ERROR_NO_PERMISSION"):
+        return (
+            "NVML refused access (insufficient permissions); run as a user allowed to query "
+            "the GPU (membership of the video group, or the container's --gpus option)"
+        )
+    if value == _code(nvml, "NVML_ERROR_UNINITIALIZED"):
+        return (
+            "NVML was shut down while it was in use (something in this process called "
+            "nvmlShutdown); restart the kernel to measure the GPU again"
+        )
+    if value in (
+        _code(nvml, "NVML_ERROR_DRIVER_NOT_LOADED"),
+        _code(nvml, "NVML_ERROR_LIB_RM_VERSION_MISMATCH"),
+    ):
+        return (
+            f"the NVIDIA driver is not loaded or was changed underneath ({exc}); "
+            "reboot after a driver update, or load the driver"
+        )
+    if value == _code(nvml, "NVML_ERROR_TIMEOUT"):
+        return "NVML timed out (the GPU or its driver is overloaded or hung); check `nvidia-smi`"
+    return f"NVML error {value}: {exc}"
+
+
+def nvml_error(nvml: ModuleType, exc: BaseException, *, doing: str, device: str) -> SensorError:
+    """Translate an ``NVMLError`` into a :class:`SensorError` a person can act on."""
+    return SensorError(f"{doing} of {device} failed: {_reason(nvml, exc)}")
+
+
+def _text(value: object) -> str:
+    """NVML strings come back as ``str`` in recent bindings and ``bytes`` in old ones."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+class _Session:
+    """One ``nvmlInit`` shared by the sensors of one probe; shut down when the last closes."""
+
+    def __init__(self, nvml: ModuleType) -> None:
+        self.nvml = nvml
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users != 0:
+                return
+        with contextlib.suppress(self.nvml.NVMLError):
+            self.nvml.nvmlShutdown()
+
+
+class NvmlSensor:
+    """One NVIDIA GPU read through NVML. Made by :func:`probe`."""
+
+    def __init__(
+        self,
+        *,
+        session: _Session,
+        info: DeviceInfo,
+        handle: Any,
+        label: str,
+    ) -> None:
+        self.info = info
+        self._session = session
+        self._nvml = session.nvml
+        self._handle = handle
+        self._label = label
+        self._has_counter = info.method == "nvml-energy"
+        self._lock = threading.Lock()
+        self._closed = False
+        self._unsupported = _unsupported_codes(self._nvml)
+        # Optional figures; each turns off for good the first time NVML says it is unsupported.
+        self._power_ok = True
+        self._utilization_ok = True
+        self._memory_ok = True
+        self._share_ok = True
+        self._last_seen_us = 0
+        self._tree: ProcessTree | None = None
+        session.acquire()
+        self._prime_process_samples()
+
+    # -- Sensor protocol -----------------------------------------------------------
+    def read(self) -> Reading:
+        """Read the GPU now. Raises SensorError when NVML fails."""
+        with self._lock:
+            if self._closed:
+                raise SensorError(
+                    f"{self._label} was read after its sensor was closed; probe the GPUs again"
+                )
+            doing = "reading the energy counter"
+            try:
+                counter_j: float | None = None
+                if self._has_counter:
+                    counter_mj = self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+                    counter_j = float(counter_mj) / 1000.0
+                    doing = "reading the power draw"
+                    power_w = self._optional_power()
+                else:
+                    doing = "reading the power draw"
+                    power_w = float(self._nvml.nvmlDeviceGetPowerUsage(self._handle)) / 1000.0
+                doing = "reading the utilisation"
+                utilization_pct = self._optional_utilization()
+                doing = "reading the memory use"
+                memory_used_b = self._optional_memory()
+                doing = "reading the per-process utilisation"
+                share = self._process_share(utilization_pct)
+            except self._nvml.NVMLError as exc:
+                raise nvml_error(self._nvml, exc, doing=doing, device=self._label) from exc
+        return Reading(
+            counter_j=counter_j,
+            counter_range_j=None,
+            power_w=power_w,
+            process_share=share,
+            utilization_pct=utilization_pct,
+            memory_used_b=memory_used_b,
+        )
+
+    def close(self) -> None:
+        """Let go of NVML; the last sensor of a probe to close shuts NVML down. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._session.release()
+
+    def __repr__(self) -> str:
+        return f"NvmlSensor({self.info.device_id!r}, {self.info.name!r}, {self.info.method!r})"
+
+    # -- optional figures ------------------------------------------------------------
+    def _optional_power(self) -> float | None:
+        if not self._power_ok:
+            return None
+        try:
+            return float(self._nvml.nvmlDeviceGetPowerUsage(self._handle)) / 1000.0
+        except self._nvml.NVMLError as exc:
+            if exc.value not in self._unsupported:
+                raise
+            self._power_ok = False
+            return None
+
+    def _optional_utilization(self) -> float | None:
+        if not self._utilization_ok:
+            return None
+        try:
+            return float(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+        except self._nvml.NVMLError as exc:
+            if exc.value not in self._unsupported:
+                raise
+            self._utilization_ok = False
+            return None
+
+    def _optional_memory(self) -> int | None:
+        if not self._memory_ok:
+            return None
+        try:
+            return int(self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used)
+        except self._nvml.NVMLError as exc:
+            if exc.value not in self._unsupported:
+                raise
+            self._memory_ok = False
+            return None
+
+    # -- process share -------------------------------------------------------------
+    def _process_samples(self) -> list[Any] | None:
+        """Per-process samples newer than the last seen; [] when there are none, None if unknown."""
+        if not self._share_ok:
+            return None
+        try:
+            samples = list(
+                self._nvml.nvmlDeviceGetProcessUtilization(self._handle, self._last_seen_us)
+            )
+        except self._nvml.NVMLError as exc:
+            empty = (_code(self._nvml, "NVML_ERROR_NOT_FOUND"), _code(self._nvml, "NVML_SUCCESS"))
+            if exc.value in empty:
+                return []
+            if exc.value in self._unsupported:
+                self._share_ok = False
+                return None
+            raise
+        if samples:
+            self._last_seen_us = max(self._last_seen_us, *(int(s.timeStamp) for s in samples))
+        return samples
+
+    def _prime_process_samples(self) -> None:
+        """Skip what NVML holds from before the sensor existed; learn whether it is offered."""
+        try:
+            self._process_samples()
+        except self._nvml.NVMLError:
+            self._share_ok = False
+
+    def _process_share(self, utilization_pct: float | None) -> float | None:
+        samples = self._process_samples()
+        if samples is None:
+            return None
+        if not samples:
+            # No process ran on the GPU; if it was idle too, nothing of it was ours.
+            return 0.0 if utilization_pct == 0 else None
+        if self._tree is None:
+            self._tree = ProcessTree()
+        ours = self._tree.pids()
+        ours_sm = sum(int(s.smUtil) for s in samples if int(s.pid) in ours)
+        total_sm = sum(int(s.smUtil) for s in samples)
+        if not any(int(s.pid) in ours for s in samples) and not any(
+            psutil.pid_exists(int(s.pid)) for s in samples
+        ):
+            # Host PIDs seen from inside a container: which of them is us cannot be told.
+            return None
+        if total_sm <= 0:
+            return 0.0
+        return min(1.0, ours_sm / total_sm)
+
+
+# -- which GPUs ---------------------------------------------------------------------
+
+
+@dataclass
+class _Gpu:
+    index: int
+    handle: Any
+    uuid: str
+    #: The MIG instance this GPU was asked for through, if any: (uuid, name, handle).
+    mig: tuple[str, str, Any] | None = None
+
+
+class _Selection:
+    """What the user asked for: every GPU, or a list of index / UUID entries."""
+
+    def __init__(self, entries: list[str] | None, origin: str, raw: str) -> None:
+        self.entries = entries  # None: every GPU
+        self.origin = origin  # "argument" or "CUDA_VISIBLE_DEVICES"
+        self.raw = raw
+
+
+def _parse_cuda_visible(value: str) -> list[str]:
+    """Entries of ``CUDA_VISIBLE_DEVICES`` up to the first that hides the rest, as CUDA does."""
+    entries: list[str] = []
+    for part in value.split(","):
+        entry = part.strip()
+        if not entry or entry.startswith("-") or entry.lower() == "nodevfiles":
+            break
+        entries.append(entry)
+    return entries
+
+
+def _selection(gpus: str | Sequence[int | str] | None) -> _Selection:
+    if gpus is None:
+        env = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if env is None:
+            return _Selection(None, "argument", "all")
+        return _Selection(_parse_cuda_visible(env), "CUDA_VISIBLE_DEVICES", env)
+    if isinstance(gpus, str):
+        if gpus.strip().lower() == "all":
+            return _Selection(None, "argument", gpus)
+        parts = [p.strip() for p in gpus.split(",")]
+        return _Selection([p for p in parts if p], "argument", gpus)
+    entries: list[str] = []
+    for item in gpus:
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            raise ConfigError(
+                f"gpus entries must be GPU indices or UUIDs, got {item!r}; "
+                "pass e.g. gpus=[0, 1] or gpus='all'"
+            )
+        entries.append(str(item).strip())
+    return _Selection(entries, "argument", ",".join(entries))
+
+
+def _resolve(nvml: ModuleType, entry: str, devices: list[_Gpu]) -> tuple[_Gpu | None, str | None]:
+    """The GPU an index or UUID (prefix) names, or None and why not."""
+    valid = ", ".join(str(d.index) for d in devices) or "none"
+    if entry.lstrip("-").isdigit():
+        index = int(entry)
+        for device in devices:
+            if device.index == index:
+                return device, None
+        return None, f"there is no GPU {index} (GPUs here: {valid}; see `nvidia-smi -L`)"
+    wanted = entry.lower()
+    exact = [d for d in devices if d.uuid.lower() == wanted]
+    if exact:
+        return exact[0], None
+    prefixes = (wanted,) if wanted.startswith(("gpu-", "mig-")) else (wanted, "gpu-" + wanted)
+    matches = [d for d in devices if d.uuid.lower().startswith(prefixes)]
+    if len(matches) == 1:
+        return matches[0], None
+    if len(matches) > 1:
+        names = ", ".join(d.uuid for d in matches)
+        return None, f"{entry!r} is the start of several GPU UUIDs ({names}); give more of it"
+    if wanted.startswith("mig-"):
+        return _resolve_mig(nvml, entry, devices)
+    return None, f"no GPU has a UUID starting with {entry!r} (see `nvidia-smi -L`)"
+
+
+def _resolve_mig(
+    nvml: ModuleType, entry: str, devices: list[_Gpu]
+) -> tuple[_Gpu | None, str | None]:
+    try:
+        mig_handle = nvml.nvmlDeviceGetHandleByUUID(entry)
+        parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig_handle)
+        parent_uuid = _text(nvml.nvmlDeviceGetUUID(parent))
+        mig_name = _text(nvml.nvmlDeviceGetName(mig_handle))
+    except nvml.NVMLError as exc:
+        return None, f"no MIG instance has the UUID {entry!r} ({exc}; see `nvidia-smi -L`)"
+    for device in devices:
+        if device.uuid == parent_uuid:
+            return _Gpu(
+                device.index, device.handle, device.uuid, (entry, mig_name, mig_handle)
+            ), None
+    return None, f"the parent GPU of MIG instance {entry!r} was not found"
+
+
+def _choose(nvml: ModuleType, selection: _Selection) -> tuple[list[_Gpu], list[str]]:
+    """The GPUs to measure, and sentences about entries that named none (CUDA_VISIBLE_DEVICES)."""
+    count = int(nvml.nvmlDeviceGetCount())
+    devices: list[_Gpu] = []
+    for index in range(count):
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        devices.append(_Gpu(index, handle, _text(nvml.nvmlDeviceGetUUID(handle))))
+    if selection.entries is None:
+        return devices, []
+    chosen: list[_Gpu] = []
+    problems: list[str] = []
+    for entry in selection.entries:
+        device, why = _resolve(nvml, entry, devices)
+        if device is None:
+            if selection.origin == "argument":
+                raise ConfigError(
+                    f"gpus={selection.raw!r}: {why}. Pass indices or UUIDs from that list, "
+                    "or 'all'."
+                )
+            problems.append(
+                f"CUDA_VISIBLE_DEVICES={selection.raw!r}: {why}. CUDA ignores that entry and "
+                "every one after it, and so does carbon-jupyter; fix the variable or pass "
+                "--gpus all."
+            )
+            break
+        if all(c.index != device.index for c in chosen):
+            chosen.append(device)
+    return chosen, problems
+
+
+# -- building sensors ---------------------------------------------------------------
+
+
+def _try(nvml: ModuleType, fn: str, *args: Any) -> tuple[Any, Any]:
+    """Call ``nvml.<fn>(*args)``: (result, None), or (None, the NVMLError it raised)."""
+    try:
+        return getattr(nvml, fn)(*args), None
+    except nvml.NVMLError as exc:
+        return None, exc
+
+
+def _sensor_for(
+    nvml: ModuleType, session: _Session, gpu: _Gpu
+) -> tuple[NvmlSensor | None, str | None]:
+    unsupported = _unsupported_codes(nvml)
+    label = f"GPU {gpu.index}"
+    name_value, exc = _try(nvml, "nvmlDeviceGetName", gpu.handle)
+    if exc is not None:
+        return None, f"{label} could not be named: {_reason(nvml, exc)}. It is not measured."
+    name = _text(name_value)
+    label = f"GPU {gpu.index} ({name})"
+    uuid = gpu.uuid
+    detail = ""
+    handle = gpu.handle
+    if gpu.mig is not None:
+        mig_uuid, mig_name, mig_handle = gpu.mig
+        uuid = mig_uuid
+        name = mig_name or name  # e.g. "NVIDIA A100-SXM4-40GB MIG 1g.5gb"
+        detail = (
+            f"MIG instance {mig_uuid}: NVML gives no energy or power per MIG instance, so the "
+            f"figures are the whole of GPU {gpu.index}, shared with any other instances on it"
+        )
+        # Use the instance itself should a driver ever report it.
+        _, exc = _try(nvml, "nvmlDeviceGetTotalEnergyConsumption", mig_handle)
+        if exc is None:
+            handle, detail = mig_handle, f"MIG instance {mig_uuid}"
+
+    _, energy_exc = _try(nvml, "nvmlDeviceGetTotalEnergyConsumption", handle)
+    method: Method
+    if energy_exc is None:
+        method = "nvml-energy"
+    else:
+        if energy_exc.value not in unsupported:
+            return None, f"{label}: {_reason(nvml, energy_exc)}. It is not measured."
+        _, power_exc = _try(nvml, "nvmlDeviceGetPowerUsage", handle)
+        if power_exc is not None:
+            return None, (
+                f"{label} reports neither an energy counter nor its power draw "
+                f"({power_exc}): its energy is not measured."
+            )
+        method = "nvml-power"
+    limit_mw, limit_exc = _try(nvml, "nvmlDeviceGetEnforcedPowerLimit", handle)
+    power_limit_w = float(limit_mw) / 1000.0 if limit_exc is None and limit_mw else None
+    info = DeviceInfo(
+        device_id=f"gpu:{gpu.index}",
+        kind="gpu",
+        name=name,
+        method=method,
+        uuid=uuid,
+        power_limit_w=power_limit_w,
+        detail=detail,
+    )
+    try:
+        return NvmlSensor(session=session, info=info, handle=handle, label=label), None
+    except nvml.NVMLError as exc:  # pragma: no cover - priming swallows NVML errors
+        return None, f"{label}: {_reason(nvml, exc)}. It is not measured."
+
+
+def _import_pynvml() -> ModuleType | None:
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    module: ModuleType = pynvml
+    return module
+
+
+def probe(
+    gpus: str | Sequence[int | str] | None = None, *, nvml: ModuleType | None = None
+) -> Probe:
+    """Find the NVIDIA GPUs to measure and make one sensor for each.
+
+    ``gpus``: ``None`` for the GPUs this process can see (``CUDA_VISIBLE_DEVICES``),
+    ``"all"`` for every GPU, or NVML indices / UUIDs (``"0,1"``, ``[0, 1]``).
+    ``nvml`` replaces the ``pynvml`` module (tests pass a fake one).
+
+    Never raises for a missing driver or library: the probe then has no sensors
+    and one problem sentence. Raises :class:`ConfigError` when ``gpus`` names a
+    GPU that does not exist. Closing every sensor shuts NVML down.
+    """
+    selection = _selection(gpus)
+    if selection.entries == []:
+        if selection.origin == "CUDA_VISIBLE_DEVICES":
+            return Probe(
+                SOURCE,
+                (),
+                (
+                    f"CUDA_VISIBLE_DEVICES={selection.raw!r} hides every GPU from this process, "
+                    "so no GPU is measured; pass --gpus all (gpus='all') to measure them anyway.",
+                ),
+            )
+        return Probe(SOURCE, ())
+    if nvml is None:
+        nvml = _import_pynvml()
+        if nvml is None:
+            return Probe(
+                SOURCE,
+                (),
+                (
+                    "the nvidia-ml-py package is not installed: GPU energy is not measured. "
+                    "Install it with `pip install nvidia-ml-py`.",
+                ),
+            )
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as exc:
+        absent = (
+            _code(nvml, "NVML_ERROR_LIBRARY_NOT_FOUND"),
+            _code(nvml, "NVML_ERROR_DRIVER_NOT_LOADED"),
+        )
+        if exc.value in absent:
+            return Probe(SOURCE, (), (NO_GPU_PROBLEM,))
+        return Probe(
+            SOURCE,
+            (),
+            (f"NVML could not start: {_reason(nvml, exc)}. GPU energy is not measured.",),
+        )
+    except OSError as exc:  # a broken libnvidia-ml.so
+        return Probe(SOURCE, (), (f"{NO_GPU_PROBLEM} ({exc})",))
+
+    session = _Session(nvml)
+    session.acquire()  # held while probing, so a sensor closed early cannot shut NVML down
+    sensors: list[NvmlSensor] = []
+    problems: list[str] = []
+    try:
+        chosen, problems = _choose(nvml, selection)
+        if not chosen and not problems:
+            problems.append("NVML found no NVIDIA GPU on this machine: GPU energy is not measured.")
+        for gpu in chosen:
+            sensor, problem = _sensor_for(nvml, session, gpu)
+            if sensor is not None:
+                sensors.append(sensor)
+            if problem is not None:
+                problems.append(problem)
+    except nvml.NVMLError as exc:
+        for sensor in sensors:
+            sensor.close()
+        sensors = []
+        problems.append(
+            f"NVML could not list the GPUs: {_reason(nvml, exc)}. GPU energy is not measured."
+        )
+    except BaseException:
+        for sensor in sensors:
+            sensor.close()
+        session.release()
+        raise
+    session.release()
+    return Probe(SOURCE, tuple(sensors), tuple(problems))

@@ -1,0 +1,370 @@
+"""The tracker: one run of measurement from start to stop, and the ``track`` front door.
+
+>>> import carbon_jupyter as cj
+>>> with cj.track("fine-tune", phase="train") as t:      # doctest: +SKIP
+...     train()
+>>> t.run.co2_g                                           # doctest: +SKIP
+
+``Tracker`` ties the parts together in the order of the data flow: it finds
+the sensors (:func:`carbon_jupyter.sensors.discover`), resolves the carbon
+intensity and PUE (:func:`carbon_jupyter.intensity.resolve`), runs a
+:class:`~carbon_jupyter.sampler.Sampler`, and hands the live samples and the
+final :class:`~carbon_jupyter.model.Run` to a sink (the shared SQLite store by
+default). If the store fails, measuring goes on: the failure is said once and
+the run is still returned from memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, TypeVar, cast
+
+from carbon_jupyter import context
+from carbon_jupyter.errors import TrackingError
+from carbon_jupyter.integrate import co2_g
+from carbon_jupyter.model import (
+    KINDS,
+    DeviceEnergy,
+    DeviceInfo,
+    Intensity,
+    Run,
+    Sample,
+    Status,
+)
+from carbon_jupyter.notices import notice_once
+from carbon_jupyter.sampler import Sampler
+from carbon_jupyter.sensors.base import Sensor
+from carbon_jupyter.settings import Settings, check_attribution, check_items, check_phase
+from carbon_jupyter.sink import RunSink
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: How often live samples are handed to the sink, in seconds.
+FLUSH_INTERVAL_S = 1.0
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def build_run(
+    *,
+    run_id: str,
+    label: str | None,
+    phase: str | None,
+    items: int | None,
+    status: Status,
+    started_at: str,
+    ended_at: str | None,
+    duration_s: float,
+    attribution: str,
+    devices: Sequence[DeviceEnergy],
+    intensity: Intensity,
+    tags: Mapping[str, str] | None = None,
+    notebook: str | None = None,
+    cell: str | None = None,
+    kernel: str | None = None,
+    user: str | None = None,
+    host: str | None = None,
+    error: str | None = None,
+    samples: Sequence[Sample] = (),
+) -> Run:
+    """Assemble a Run: sum the devices per component under ``attribution``, then CO2."""
+    per_kind = dict.fromkeys(KINDS, 0.0)
+    for d in devices:
+        per_kind[d.device.kind] += d.attributed_j(attribution)
+    energy_j = sum(per_kind.values())
+    return Run(
+        id=run_id,
+        label=label,
+        phase=phase,
+        items=items,
+        status=status,
+        started_at=started_at,
+        ended_at=ended_at,
+        duration_s=duration_s,
+        attribution=cast(Any, attribution),
+        devices=tuple(devices),
+        intensity=intensity,
+        energy_j=energy_j,
+        cpu_energy_j=per_kind["cpu"],
+        gpu_energy_j=per_kind["gpu"],
+        ram_energy_j=per_kind["ram"],
+        co2_g=co2_g(energy_j, intensity.intensity_g_per_kwh, intensity.pue),
+        tags=dict(tags or {}),
+        notebook=notebook,
+        cell=cell,
+        kernel=kernel,
+        user=user,
+        host=host,
+        error=error,
+        samples=tuple(samples),
+    )
+
+
+def _default_sink() -> RunSink | None:
+    try:
+        from carbon_jupyter.store import open_store
+
+        return open_store()
+    except Exception as exc:
+        notice_once(
+            "store-open-failed",
+            f"carbon-jupyter: runs are not being saved: {exc}. "
+            "Measuring goes on; results stay in memory.",
+        )
+        return None
+
+
+class Tracker:
+    """Measure the energy and CO2 of whatever runs between :meth:`start` and :meth:`stop`.
+
+    Arguments left as None take the defaults from the environment
+    (:class:`~carbon_jupyter.settings.Settings`). ``sink`` receives the run
+    while it is live; by default the shared SQLite store, ``sink=None`` keeps
+    the run in memory only. ``sensors`` replaces hardware discovery (tests,
+    replayed traces). ``clock`` is a monotonic clock in seconds.
+    """
+
+    def __init__(
+        self,
+        label: str | None = None,
+        *,
+        phase: str | None = None,
+        items: int | None = None,
+        interval: float | None = None,
+        country: str | None = None,
+        region: str | None = None,
+        intensity: float | str | None = None,
+        pue: float | str | None = None,
+        gpus: str | Sequence[int | str] | None = None,
+        attribution: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        notebook: str | None = None,
+        cell: str | None = None,
+        sensors: Sequence[Sensor] | None = None,
+        sink: RunSink | str | None = "default",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        settings = Settings.from_env()
+        self.label = label
+        self.phase = check_phase(phase)
+        self.items = check_items(items)
+        self.attribution = check_attribution(attribution or settings.attribution)
+        self.interval_s = interval if interval is not None else settings.interval_s
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.notebook = notebook
+        self.cell = cell
+        self._country, self._region = country, region
+        self._intensity_arg, self._pue_arg = intensity, pue
+        self._gpus = gpus if gpus is not None else settings.gpus
+        self._sensors = sensors
+        self._sink_arg = sink if settings.store_enabled or sink != "default" else None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sampler: Sampler | None = None
+        self._sink: RunSink | None = None
+        self._pending: list[Sample] = []
+        self._last_flush = 0.0
+        self._run: Run | None = None
+        self.id = str(uuid.uuid4())
+        self.started_at = ""
+        # Fail early on bad settings, before any code runs.
+        from carbon_jupyter.sampler import check_interval
+
+        check_interval(self.interval_s)
+        self.intensity = self._resolve_intensity()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def _resolve_intensity(self) -> Intensity:
+        from carbon_jupyter.intensity import resolve
+
+        return resolve(
+            country=self._country,
+            region=self._region,
+            intensity=self._intensity_arg,
+            pue=self._pue_arg,
+        )
+
+    def _discover(self) -> Sequence[Sensor]:
+        if self._sensors is not None:
+            return self._sensors
+        from carbon_jupyter.sensors import discover
+
+        return discover(gpus=self._gpus).sensors
+
+    @property
+    def running(self) -> bool:
+        return self._sampler is not None and self._sampler.running
+
+    @property
+    def devices(self) -> tuple[DeviceInfo, ...]:
+        """The devices being measured (empty before :meth:`start`)."""
+        return self._sampler.devices if self._sampler is not None else ()
+
+    @property
+    def run(self) -> Run | None:
+        """The finished run, once :meth:`stop` has returned."""
+        return self._run
+
+    def start(self) -> Tracker:
+        """Read every device now and start sampling. Returns the tracker."""
+        if self._sampler is not None:
+            raise TrackingError(
+                "this tracker was already started; make a new Tracker (or track()) per run"
+            )
+        sampler = Sampler(self._discover(), interval_s=self.interval_s, clock=self._clock)
+        self._sink = _default_sink() if self._sink_arg == "default" else self._sink_arg  # type: ignore[assignment]
+        self.started_at = utc_now_iso()
+        self._sampler = sampler
+        sampler.subscribe(self._collect)
+        sampler.start()
+        self._last_flush = self._clock()
+        self._to_sink("begin_run", self._snapshot("running"))
+        return self
+
+    def stop(self, status: Status = "ok", error: str | None = None) -> Run:
+        """Stop sampling, store the final run and return it. Safe to call twice."""
+        if self._run is not None:
+            return self._run
+        if self._sampler is None:
+            raise TrackingError("stop() called before start(); call start() first")
+        self._sampler.stop()
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending:
+            self._to_sink("add_samples", self.id, pending)
+        run = self._snapshot(status, error=error, final=True)
+        self._run = run
+        self._to_sink("finish_run", run)
+        return run
+
+    def subscribe(self, listener: Callable[[Sequence[Sample]], None]) -> Callable[[], None]:
+        """Receive each tick's samples from the sampler thread (live views)."""
+        if self._sampler is None:
+            raise TrackingError("subscribe after start(): the sampler does not exist yet")
+        return self._sampler.subscribe(listener)
+
+    def snapshot(self) -> Run:
+        """The run as measured so far (status ``running`` while live)."""
+        if self._run is not None:
+            return self._run
+        return self._snapshot("running")
+
+    # -- internals ----------------------------------------------------------------------
+    def _snapshot(self, status: Status, *, error: str | None = None, final: bool = False) -> Run:
+        assert self._sampler is not None
+        result = self._sampler.result()
+        return build_run(
+            run_id=self.id,
+            label=self.label,
+            phase=self.phase,
+            items=self.items,
+            status=status,
+            started_at=self.started_at,
+            ended_at=utc_now_iso() if final else None,
+            duration_s=result.duration_s,
+            attribution=self.attribution,
+            devices=result.devices,
+            intensity=self.intensity,
+            tags=self.tags,
+            notebook=self.notebook or context.notebook_path(),
+            cell=self.cell,
+            kernel=context.kernel_id(),
+            user=context.user(),
+            host=context.host(),
+            error=error,
+            samples=result.samples if final else (),
+        )
+
+    def _collect(self, samples: Sequence[Sample]) -> None:
+        """Sampler-thread listener: batch samples and flush about once a second."""
+        with self._lock:
+            self._pending.extend(samples)
+            now = self._clock()
+            if now - self._last_flush < FLUSH_INTERVAL_S:
+                return
+            batch, self._pending = self._pending, []
+            self._last_flush = now
+        self._to_sink("add_samples", self.id, batch)
+
+    def _to_sink(self, method: str, *args: Any) -> None:
+        if self._sink is None:
+            return
+        try:
+            getattr(self._sink, method)(*args)
+        except Exception as exc:
+            notice_once(
+                f"sink-failed-{self.id}",
+                f"carbon-jupyter: could not save run {self.id[:8]} ({exc}). "
+                "Measuring goes on; the run is kept in memory and returned.",
+            )
+
+    # -- context manager and decorator ---------------------------------------------------
+    def __enter__(self) -> Tracker:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is None:
+            self.stop("ok")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.stop("interrupted", error="KeyboardInterrupt")
+        else:
+            self.stop("error", error=f"{exc_type.__name__}: {exc}")
+
+
+class _Track:
+    """What :func:`track` returns: a context manager and a decorator in one."""
+
+    def __init__(self, label: str | None, kwargs: dict[str, Any]) -> None:
+        self._label = label
+        self._kwargs = kwargs
+        self.tracker: Tracker | None = None
+
+    @property
+    def run(self) -> Run | None:
+        """The finished run after the block (or the last decorated call)."""
+        return self.tracker.run if self.tracker is not None else None
+
+    def __enter__(self) -> _Track:
+        self.tracker = Tracker(self._label, **self._kwargs)
+        self.tracker.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        assert self.tracker is not None
+        self.tracker.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: F) -> F:
+        label = self._label or getattr(func, "__qualname__", None)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            handle = track(label, **self._kwargs)
+            try:
+                with handle:
+                    return func(*args, **kwargs)
+            finally:
+                wrapper.last_run = handle.run  # type: ignore[attr-defined]
+
+        return cast(F, wrapper)
+
+
+def track(label: str | None = None, **kwargs: Any) -> _Track:
+    """Track a block (``with track("x") as t: ...; t.run``) or a function (``@track("x")``).
+
+    Keyword arguments are those of :class:`Tracker`: ``phase``, ``items``,
+    ``interval``, ``country``, ``region``, ``intensity``, ``pue``, ``gpus``,
+    ``attribution``, ``tags``. An exception inside the block is recorded
+    (``status="error"``, or ``"interrupted"`` for KeyboardInterrupt) and
+    propagates unchanged. A decorated function stores its latest result
+    run in ``func.last_run``.
+    """
+    # Validate now, so a bad argument fails at the decoration or the with line.
+    Tracker(label, **{**kwargs, "sink": None, "sensors": ()})
+    return _Track(label, kwargs)
