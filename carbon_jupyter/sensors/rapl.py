@@ -157,7 +157,12 @@ def _domains(zones: dict[str, Path]) -> list[tuple[str, Kind, str, Path]]:
             parent_match = _PACKAGE.match(parent)
             socket = parent_match.group(1) if parent_match else match.group(2)
             domains.append((f"ram:dram{socket}", "ram", f"package {socket}", zone))
-    return sorted(domains, key=lambda d: (d[1] != "cpu", d[0]))
+    return sorted(domains, key=lambda d: (d[1] != "cpu", _natural(d[0])))
+
+
+def _natural(text: str) -> list[tuple[int, str]]:
+    """Sort key that puts ``cpu:2`` before ``cpu:10``."""
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", text)]
 
 
 def _denied_problem(root: Path, zone: Path) -> str:
