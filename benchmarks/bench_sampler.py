@@ -123,6 +123,13 @@ def main() -> None:
     parser.add_argument("--codecarbon-python", default=None)
     args = parser.parse_args()
 
+    # Cold starts read bytecode as an installed package would (pip compiles on install),
+    # also where PYTHONDONTWRITEBYTECODE is set.
+    import carbon_jupyter
+
+    package_dir = os.path.dirname(carbon_jupyter.__file__)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package_dir], check=True)
+
     tmp = tempfile.mkdtemp(prefix="carbon-bench-")
     os.environ["CARBON_JUPYTER_DB"] = os.path.join(tmp, "carbon.db")
     env = dict(os.environ)

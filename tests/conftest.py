@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from carbon_jupyter import notices
+from carbon_jupyter.sensors.process import reset_shared_tree
 
 
 @pytest.fixture(autouse=True)
@@ -45,3 +46,4 @@ def _isolated_environment(
     monkeypatch.setenv("CARBON_JUPYTER_DB", str(home / "carbon.db"))
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(home / "jupyter-data"))
     notices.reset()
+    reset_shared_tree()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from carbon_jupyter.notices import notice_once
 from carbon_jupyter.sensors.base import Probe, Reading, Sensor
+from carbon_jupyter.sensors.process import reset_shared_tree
 
 __all__ = ["Discovery", "Probe", "Reading", "Sensor", "discover", "reset"]
 
@@ -86,6 +87,7 @@ def reset() -> None:
                 except Exception:
                     pass
         _cache.clear()
+    reset_shared_tree()
 
 
 def _probe_all(gpus: str | Sequence[int | str] | None, powercap_root: str | None) -> Discovery:

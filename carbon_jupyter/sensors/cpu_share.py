@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from carbon_jupyter.sensors.process import ProcessTree
+from carbon_jupyter.sensors.process import ProcessTree, shared_tree
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
@@ -66,7 +66,7 @@ class CpuActivity:
         tree_seconds: Callable[[], float] | None = None,
     ) -> None:
         if tree_seconds is None:
-            tree_seconds = (tree if tree is not None else ProcessTree()).cpu_seconds
+            tree_seconds = (tree if tree is not None else shared_tree()).cpu_seconds
         self._machine_seconds = machine_seconds
         self._tree_seconds = tree_seconds
         self._previous: tuple[float, float, float] | None = None

@@ -23,7 +23,7 @@ import psutil
 from carbon_jupyter.model import DeviceInfo
 from carbon_jupyter.sensors.base import Probe, Reading
 from carbon_jupyter.sensors.hardware import constant_value, env_positive_float
-from carbon_jupyter.sensors.process import ProcessTree
+from carbon_jupyter.sensors.process import ProcessTree, shared_tree
 
 RAM_W_PER_GB_ENV = "CARBON_JUPYTER_RAM_W_PER_GB"
 _B_PER_GB = 2**30
@@ -78,5 +78,5 @@ def probe(*, tree: ProcessTree | None = None) -> Probe:
             f"= {power_w:.1f} W, constant while the run lasts"
         ),
     )
-    sensor = RamModelSensor(info, power_w, tree if tree is not None else ProcessTree())
+    sensor = RamModelSensor(info, power_w, tree if tree is not None else shared_tree())
     return Probe(source="ram-model", sensors=(sensor,))

@@ -73,7 +73,7 @@ import psutil
 from carbon_jupyter.errors import ConfigError, SensorError
 from carbon_jupyter.model import DeviceInfo, Method
 from carbon_jupyter.sensors.base import Probe, Reading
-from carbon_jupyter.sensors.process import ProcessTree
+from carbon_jupyter.sensors.process import ProcessTree, shared_tree
 
 SOURCE = "nvml"
 
@@ -330,7 +330,7 @@ class NvmlSensor:
             # No process ran on the GPU; if it was idle too, nothing of it was ours.
             return 0.0 if utilization_pct == 0 else None
         if self._tree is None:
-            self._tree = ProcessTree()
+            self._tree = shared_tree()
         ours = self._tree.pids()
         ours_sm = sum(int(s.smUtil) for s in samples if int(s.pid) in ours)
         total_sm = sum(int(s.smUtil) for s in samples)

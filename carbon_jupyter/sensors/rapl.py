@@ -49,7 +49,7 @@ from carbon_jupyter.sensors.base import Probe, Reading
 from carbon_jupyter.sensors.cpu_share import CpuActivity
 from carbon_jupyter.sensors.hardware import cpu_model_name
 from carbon_jupyter.sensors.memory import memory_share
-from carbon_jupyter.sensors.process import ProcessTree
+from carbon_jupyter.sensors.process import ProcessTree, shared_tree
 
 ROOT_ENV = "CARBON_JUPYTER_POWERCAP_ROOT"
 DEFAULT_ROOT = "/sys/class/powercap"
@@ -206,7 +206,7 @@ def probe(root: str | os.PathLike[str] | None = None, *, tree: ProcessTree | Non
         else:
             readable.append(domain)
     if tree is None:
-        tree = ProcessTree()
+        tree = shared_tree()
     model = cpu_model_name()
     sockets = sum(1 for d in readable if d[1] == "cpu")
     sensors = []
