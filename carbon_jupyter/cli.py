@@ -8,6 +8,21 @@
 ``carbon-jupyter measure [--seconds S] [LABEL]``
     Track a few seconds of this machine (idle or whatever else is running)
     and store the run: the quickest check that measuring works end to end.
+``carbon-jupyter runs [--last N] [--label L] [--phase P] [--notebook NB] [--since 7d]``
+    The stored runs, newest first.
+``carbon-jupyter show RUN_ID``
+    One stored run in full (an id or a unique prefix of one).
+``carbon-jupyter totals [--by label|notebook|phase|day] [--since 7d]``
+    Energy and CO2 added up per label, notebook, phase or day.
+``carbon-jupyter export PATH [--samples]``
+    Stored runs to ``.csv`` or ``.json``; a file named ``emissions.csv`` gets
+    CodeCarbon's column layout.
+``carbon-jupyter import PATH``
+    Runs from a CodeCarbon ``emissions.csv`` or this tool's ``.json`` export;
+    importing the same file twice stores nothing twice.
+
+Every command that reads or writes runs uses the shared SQLite file
+(``CARBON_JUPYTER_DB``, or ``--db PATH``).
 """
 
 from __future__ import annotations
@@ -17,6 +32,8 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from carbon_jupyter import __version__
 from carbon_jupyter import format as fmt
@@ -121,10 +138,12 @@ def cmd_intensity(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    from carbon_jupyter.store import open_store
     from carbon_jupyter.tracker import Tracker
 
     tracker = Tracker(
         args.label,
+        sink=open_store(args.db),
         interval=args.interval,
         country=args.country,
         region=args.region,
@@ -141,6 +160,75 @@ def cmd_measure(args: argparse.Namespace) -> int:
         run = tracker.stop()
     print(fmt.summary(run))
     return 0
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from carbon_jupyter.store import open_store
+
+    return open_store(args.db)
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("label", "phase", "notebook", "status", "since")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    print(fmt.runs_table_text(_store(args).runs(limit=args.last, **_filters(args))))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(fmt.summary(_store(args).get_run(args.run_id)))
+    return 0
+
+
+def cmd_totals(args: argparse.Namespace) -> int:
+    rows = _store(args).totals(by=args.by, since=args.since)
+    if not rows:
+        print("no runs stored yet")
+        return 0
+    print(f"{args.by:<32} {'runs':>5} {'duration':>14} {'energy':>12} {'CO2e':>10}")
+    for row in rows:
+        print(
+            f"{str(row[args.by])[:32]:<32} {row['count']:>5} {fmt.duration(row['duration_s']):>14}"
+            f" {fmt.energy(row['energy_j']):>12} {fmt.mass(row['co2_g']):>10}"
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    store = _store(args)
+    path = Path(args.path).expanduser()
+    filters = _filters(args)
+    if path.name == "emissions.csv":
+        written = [store.export_codecarbon(path, **filters)]
+    elif path.suffix == ".csv":
+        written = store.export_csv(path, samples=args.samples, **filters)
+    elif path.suffix == ".json":
+        written = [store.export_json(path, samples=args.samples, **filters)]
+    else:
+        print("carbon-jupyter: error: name a .csv or .json file", file=sys.stderr)
+        return 2
+    for item in written:
+        print(f"wrote {item}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    store = _store(args)
+    path = Path(args.path).expanduser()
+    count = store.import_json(path) if path.suffix == ".json" else store.import_codecarbon(path)
+    print(f"imported {count} new runs from {path}")
+    return 0
+
+
+def _run_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--label", help="label, * wildcards allowed")
+    parser.add_argument("--phase", choices=["train", "inference", "other"])
+    parser.add_argument("--notebook", help="notebook path or file name")
+    parser.add_argument("--status", choices=["running", "ok", "error", "interrupted", "lost"])
+    parser.add_argument("--since", help="e.g. 30m, 24h, 7d or an ISO date")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +257,33 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--gpus", help="all, or GPU indices such as 0,1")
     _location_args(measure)
     measure.set_defaults(func=cmd_measure)
+
+    runs = sub.add_parser("runs", help="the stored runs, newest first")
+    runs.add_argument("--last", type=int, default=20)
+    _run_filters(runs)
+    runs.set_defaults(func=cmd_runs)
+
+    show = sub.add_parser("show", help="one stored run in full")
+    show.add_argument("run_id")
+    show.set_defaults(func=cmd_show)
+
+    totals = sub.add_parser("totals", help="energy and CO2 added up")
+    totals.add_argument("--by", choices=["label", "notebook", "phase", "day"], default="label")
+    totals.add_argument("--since", help="e.g. 7d")
+    totals.set_defaults(func=cmd_totals)
+
+    export = sub.add_parser("export", help="stored runs to CSV, JSON or CodeCarbon's layout")
+    export.add_argument("path")
+    export.add_argument("--samples", action="store_true", help="include the power samples")
+    _run_filters(export)
+    export.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser("import", help="runs from CodeCarbon's emissions.csv or a JSON export")
+    imp.add_argument("path")
+    imp.set_defaults(func=cmd_import)
+
+    for command in (measure, runs, show, totals, export, imp):
+        command.add_argument("--db", default=None, help="the SQLite file (CARBON_JUPYTER_DB)")
     return parser
 
 

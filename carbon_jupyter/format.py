@@ -88,11 +88,9 @@ def summary(run: Run) -> str:
     """A multi-line plain-text summary of a run."""
     title = run.label or run.cell or run.id[:8]
     head = f"carbon: {title}  {run.status}  {duration(run.duration_s)}"
-    parts = [
-        f"cpu {energy(run.cpu_energy_j)}",
-        f"gpu {energy(run.gpu_energy_j)}",
-        f"ram {energy(run.ram_energy_j)}",
-    ]
+    measured = {d.device.kind for d in run.devices}
+    by_kind = {"cpu": run.cpu_energy_j, "gpu": run.gpu_energy_j, "ram": run.ram_energy_j}
+    parts = [f"{kind} {energy(j)}" for kind, j in by_kind.items() if kind in measured]
     lines = [
         head,
         f"  energy  {energy(run.energy_j)} ({', '.join(parts)}; {run.attribution} attribution)"

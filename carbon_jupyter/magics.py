@@ -233,6 +233,7 @@ class CarbonMagics(Magics):
 
         See ``carbon_jupyter.magics`` for every form; ``%carbon`` alone prints it.
         """
+        __tracebackhide__ = True
         if cell is not None:
             return self._carbon_cell(line, cell)
         try:
@@ -384,16 +385,17 @@ class CarbonMagics(Magics):
         path = Path(args.path).expanduser()
         store = open_store()
         if path.name == "emissions.csv":
-            count = store.export_codecarbon(path)
+            store.export_codecarbon(path)
         elif path.suffix == ".csv":
-            count = store.export_csv(path, samples=args.samples)
+            written = store.export_csv(path, samples=args.samples)
+            path = written[0] if len(written) == 1 else path
         elif path.suffix == ".json":
-            count = store.export_json(path, samples=args.samples)
+            store.export_json(path, samples=args.samples)
         else:
             raise UsageError(
                 "%carbon export: name a .csv or .json file (emissions.csv for CodeCarbon)"
             )
-        print(f"carbon: exported {count} runs to {path}")
+        print(f"carbon: exported stored runs to {path}")
 
 
 def _show_table(html: str, text: str) -> None:

@@ -15,6 +15,7 @@ always tell a measured counter from sampled power or a model estimate:
 ``cpu-model``             CPU utilisation times a TDP figure (estimate)
 ``ram-model``             installed or resident memory times W/GB (estimate)
 ``replay``                a recorded power trace played back (replay)
+``codecarbon``            imported from a CodeCarbon ``emissions.csv`` (imported)
 ========================  =====================================================
 """
 
@@ -23,7 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Method = Literal["rapl", "nvml-energy", "nvml-power", "cpu-model", "ram-model", "replay"]
+Method = Literal[
+    "rapl", "nvml-energy", "nvml-power", "cpu-model", "ram-model", "replay", "codecarbon"
+]
 Kind = Literal["cpu", "gpu", "ram"]
 Status = Literal["running", "ok", "error", "interrupted", "lost"]
 Attribution = Literal["device", "process"]
@@ -39,13 +42,15 @@ KINDS: tuple[Kind, ...] = ("cpu", "gpu", "ram")
 
 
 def method_quality(method: str) -> str:
-    """Say in one word how a figure was obtained: measured, sampled, estimated or replayed."""
+    """One word for how a figure was obtained: measured, sampled, estimated, replayed, imported."""
     if method in COUNTER_METHODS:
         return "measured"
     if method == "nvml-power":
         return "sampled"
     if method == "replay":
         return "replayed"
+    if method == "codecarbon":
+        return "imported"
     return "estimated"
 
 

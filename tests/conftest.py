@@ -39,8 +39,14 @@ def _isolated_environment(
     for name in list(os.environ):
         if name.startswith("CARBON_JUPYTER_"):
             monkeypatch.delenv(name)
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "GOOGLE_CLOUD_REGION", "REGION_NAME",
-                 "CLOUD_ML_REGION", "CUDA_VISIBLE_DEVICES"):
+    for name in (
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "GOOGLE_CLOUD_REGION",
+        "REGION_NAME",
+        "CLOUD_ML_REGION",
+        "CUDA_VISIBLE_DEVICES",
+    ):
         monkeypatch.delenv(name, raising=False)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("CARBON_JUPYTER_DB", str(home / "carbon.db"))

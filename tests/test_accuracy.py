@@ -26,14 +26,24 @@ def _fresh_sensors() -> Iterator[None]:
 
 
 def tracked_energy_j(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, power_w: float, max_range_uj: int,
-    seconds: float, interval: float,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    power_w: float,
+    max_range_uj: int,
+    seconds: float,
+    interval: float,
 ) -> tuple[float, float, cj.Run]:
     tree = FakePowercap(tmp_path / "powercap", max_range_uj=max_range_uj)
     package = tree.add_package(0, energy_uj=max_range_uj - 1_000_000)
     monkeypatch.setenv("CARBON_JUPYTER_POWERCAP_ROOT", str(tree.root))
-    with CounterWriter(package / "energy_uj", power_w=power_w, max_range_uj=max_range_uj,
-                       start_uj=max_range_uj - 1_000_000, interval_s=0.001) as writer:
+    with CounterWriter(
+        package / "energy_uj",
+        power_w=power_w,
+        max_range_uj=max_range_uj,
+        start_uj=max_range_uj - 1_000_000,
+        interval_s=0.001,
+    ) as writer:
         time.sleep(0.05)
         with cj.track("known power", interval=interval, intensity=100, sink=None) as handle:
             time.sleep(seconds)
@@ -47,7 +57,11 @@ def test_energy_within_half_a_percent_of_the_truth(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     measured, truth, run = tracked_energy_j(
-        tmp_path, monkeypatch, power_w=65.0, max_range_uj=262_143_328_850, seconds=2.0,
+        tmp_path,
+        monkeypatch,
+        power_w=65.0,
+        max_range_uj=262_143_328_850,
+        seconds=2.0,
         interval=1.0,
     )
     assert measured == pytest.approx(truth, rel=0.005)
@@ -60,7 +74,11 @@ def test_energy_within_half_a_percent_across_several_wraparounds(
 ) -> None:
     # A 50 J counter range at 60 W wraps every 0.83 s: three wraps in 2.5 s.
     measured, truth, _ = tracked_energy_j(
-        tmp_path, monkeypatch, power_w=60.0, max_range_uj=50_000_000, seconds=2.5,
+        tmp_path,
+        monkeypatch,
+        power_w=60.0,
+        max_range_uj=50_000_000,
+        seconds=2.5,
         interval=0.1,
     )
     assert truth > 3 * 50.0
@@ -72,7 +90,11 @@ def test_counter_energy_does_not_depend_on_the_interval(
 ) -> None:
     # One tick in the whole run: the counter is still read exactly at start and stop.
     measured, truth, run = tracked_energy_j(
-        tmp_path, monkeypatch, power_w=30.0, max_range_uj=262_143_328_850, seconds=1.5,
+        tmp_path,
+        monkeypatch,
+        power_w=30.0,
+        max_range_uj=262_143_328_850,
+        seconds=1.5,
         interval=60.0,
     )
     assert len([s for s in run.samples if s.device_id.startswith("cpu")]) == 1

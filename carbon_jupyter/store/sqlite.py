@@ -1,0 +1,466 @@
+"""The run store: one SQLite file shared by every kernel and server on the machine.
+
+:class:`Store` is the tracker's sink (``begin_run``, ``add_samples``,
+``finish_run``) and the reader behind every view. It is safe to use from
+several threads and several processes at once:
+
+* each thread gets its own SQLite connection (a connection is never shared
+  between threads); after a ``fork`` the child opens fresh ones;
+* the file is in WAL mode, so readers never wait for writers, and every write
+  takes the write lock up front (``BEGIN IMMEDIATE``) and waits up to
+  ``timeout_s`` for it, so concurrent writers queue instead of failing with
+  "database is locked";
+* samples arrive in batches (about one a second), one transaction per batch;
+  while a run is live its row and device rows carry the energy flushed so far.
+
+A run left ``running`` by a process that no longer exists on this host is
+marked ``lost`` when a store is opened (and, at most every few seconds, when
+runs are listed): its duration and energies are those of the last flushed
+samples, its CO2 is recomputed with the run's own carbon factor and PUE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, overload
+
+from carbon_jupyter.errors import StoreError
+from carbon_jupyter.model import Run, Sample
+from carbon_jupyter.store import codecarbon, export, lost, query, schema
+from carbon_jupyter.store.failures import translated
+from carbon_jupyter.store.query import RunFilter
+from carbon_jupyter.store.rows import (
+    ALL_RUN_COLUMNS,
+    EXPORT_COLUMNS,
+    SAMPLE_FIELDS,
+    UPSERT_DEVICE,
+    decode_json_columns,
+    device_rows,
+    hardware_summary,
+    run_row,
+    sample_tuple,
+    upsert_sql,
+    versions_summary,
+)
+
+DEFAULT_TIMEOUT_S = 30.0
+#: How often listing runs also looks for runs whose process died, in seconds.
+LOST_CHECK_INTERVAL_S = 5.0
+
+_UPSERT_RUN = upsert_sql("runs", ALL_RUN_COLUMNS, ("id",))
+_INSERT_SAMPLE = (
+    "INSERT OR IGNORE INTO samples (run_id, seq, t_s, device_id, power_w, energy_j, "
+    "utilization_pct, memory_used_b, process_energy_j) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class Store:
+    """The SQLite run store at ``path``. Open it with :func:`carbon_jupyter.store.open_store`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.path = Path(path).expanduser().absolute()
+        self.timeout_s = float(timeout_s)
+        self._lock = threading.Lock()
+        self._conns: dict[threading.Thread, sqlite3.Connection] = {}
+        self._pid = os.getpid()
+        self._host = socket.gethostname()
+        self._last_lost_check = 0.0
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- opening ---------------------------------------------------------------------
+    def _open(self) -> None:
+        if self.path.is_dir():
+            raise StoreError(
+                f"The run store path {self.path} is a folder. Set CARBON_JUPYTER_DB to a file "
+                f"path, such as {self.path / 'carbon.db'}."
+            )
+        with self._guard("creating"):
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            if not self.path.exists():
+                # Owner-only from the first byte; SQLite gives -wal/-shm the same mode.
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        with self._guard("opening"):
+            conn = self._conn()
+            applied = schema.check_readable(conn, str(self.path))
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            if schema.needs_migration(applied):
+                schema.migrate(conn, str(self.path))
+        self.mark_lost_runs()
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        thread = threading.current_thread()
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's connections are not ours
+                self._conns = {}
+                self._pid = os.getpid()
+            conn = self._conns.get(thread)
+            if conn is not None:
+                return conn
+            for other in [t for t in self._conns if not t.is_alive()]:
+                self._conns.pop(other).close()
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error:
+            conn.close()
+            raise
+        with self._lock:
+            self._conns[thread] = conn
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this store opened. The store reopens them if used again."""
+        with self._lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _guard(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        return translated(self.path, doing, self.timeout_s)
+
+    @contextlib.contextmanager
+    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the lock from its start, with errors translated."""
+        with self._guard(doing):
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot for several queries."""
+        with self._guard(doing):
+            conn = self._conn()
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    # -- the sink ----------------------------------------------------------------------
+    def _full_row(self, run: Run, origin: str = "carbon-jupyter") -> dict[str, Any]:
+        row = run_row(run, origin=origin)
+        row.update(
+            hardware=_json_text(hardware_summary(run)),
+            versions=_json_text(versions_summary()),
+            pid=os.getpid(),
+            pid_host=self._host,
+            pid_started=lost.process_started(os.getpid()),
+        )
+        return row
+
+    def _put_run(self, conn: sqlite3.Connection, row: dict[str, Any], run: Run) -> None:
+        conn.execute(_UPSERT_RUN, row)
+        conn.executemany(UPSERT_DEVICE, device_rows(run))
+
+    def begin_run(self, run: Run) -> None:
+        """Store a run as it starts (status ``running``) with its devices."""
+        row = self._full_row(run)
+        with self._write(f"starting run {run.id[:8]} in") as conn:
+            self._put_run(conn, row, run)
+
+    def add_samples(self, run_id: str, samples: Sequence[Sample]) -> None:
+        """Append one batch of a live run's samples in one transaction; update its totals."""
+        if not samples:
+            return
+        with self._write(f"saving samples of run {run_id[:8]} to") as conn:
+            self._append_samples(conn, run_id, samples)
+            latest: dict[str, Sample] = {}
+            for s in samples:
+                latest[s.device_id] = s
+            conn.executemany(
+                "UPDATE devices SET energy_j = ?, process_energy_j = "
+                "COALESCE(?, process_energy_j) WHERE run_id = ? AND device_id = ?",
+                [(s.energy_j, s.process_energy_j, run_id, d) for d, s in latest.items()],
+            )
+            lost.refresh_totals(conn, run_id, max(s.t_s for s in samples), status="running")
+
+    def _append_samples(
+        self, conn: sqlite3.Connection, run_id: str, samples: Sequence[Sample]
+    ) -> None:
+        row = conn.execute("SELECT MAX(seq) FROM samples WHERE run_id = ?", (run_id,)).fetchone()
+        first = int(row[0] or 0) + 1
+        conn.executemany(
+            _INSERT_SAMPLE, [sample_tuple(run_id, first + i, s) for i, s in enumerate(samples)]
+        )
+
+    def finish_run(self, run: Run) -> None:
+        """Store the final run; samples it carries that were never flushed are added."""
+        row = self._full_row(run)
+        with self._write(f"finishing run {run.id[:8]} in") as conn:
+            self._put_run(conn, row, run)
+            if run.samples:
+                stored = set(
+                    conn.execute(
+                        "SELECT device_id, t_s FROM samples WHERE run_id = ?", (run.id,)
+                    ).fetchall()
+                )
+                missing = [s for s in run.samples if (s.device_id, s.t_s) not in stored]
+                if missing:
+                    self._append_samples(conn, run.id, missing)
+
+    # -- reading ----------------------------------------------------------------------------
+    @overload
+    def runs(
+        self,
+        label: str | None = ...,
+        phase: str | None = ...,
+        notebook: str | None = ...,
+        kernel: str | None = ...,
+        since: datetime | timedelta | str | None = ...,
+        status: str | Sequence[str] | None = ...,
+        tag: str | Mapping[str, str] | None = ...,
+        origin: str | None = ...,
+        limit: int | None = ...,
+        as_frame: Literal[False] = ...,
+    ) -> list[Run]: ...
+
+    @overload
+    def runs(
+        self,
+        label: str | None = ...,
+        phase: str | None = ...,
+        notebook: str | None = ...,
+        kernel: str | None = ...,
+        since: datetime | timedelta | str | None = ...,
+        status: str | Sequence[str] | None = ...,
+        tag: str | Mapping[str, str] | None = ...,
+        origin: str | None = ...,
+        limit: int | None = ...,
+        *,
+        as_frame: bool,
+    ) -> Any: ...
+
+    def runs(
+        self,
+        label: str | None = None,
+        phase: str | None = None,
+        notebook: str | None = None,
+        kernel: str | None = None,
+        since: datetime | timedelta | str | None = None,
+        status: str | Sequence[str] | None = None,
+        tag: str | Mapping[str, str] | None = None,
+        origin: str | None = None,
+        limit: int | None = 50,
+        as_frame: bool = False,
+    ) -> Any:
+        """Stored runs, newest first, as :class:`~carbon_jupyter.model.Run` records.
+
+        The filters are described in :mod:`carbon_jupyter.store.query`; ``limit=None``
+        returns every match. With ``as_frame=True`` the result is a pandas DataFrame with
+        one row per run and every stored column (hardware, versions and tags as dicts).
+        Runs carry their devices; their ``samples`` are empty (see :meth:`samples`).
+        """
+        flt = RunFilter(label, phase, notebook, kernel, since, status, tag, origin)
+        self._maybe_mark_lost()
+        if as_frame:
+            return self._frame(flt, limit)
+        with self._read("listing runs in") as conn:
+            return query.select_runs(conn, flt, limit)
+
+    def _frame(self, flt: RunFilter, limit: int | None) -> Any:
+        pd = _pandas()
+        with self._read("listing runs in") as conn:
+            rows = query.select_run_rows(conn, flt, limit, EXPORT_COLUMNS)
+        frame = pd.DataFrame([decode_json_columns(r) for r in rows], columns=EXPORT_COLUMNS)
+        for column in ("started_at", "ended_at", "updated_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        return frame
+
+    def get_run(self, run_id: str, *, samples: bool = False) -> Run:
+        """The run whose id is ``run_id`` or starts with it; its samples too if asked.
+
+        Raises :class:`~carbon_jupyter.store.query.RunNotFoundError` (a StoreError and a
+        KeyError) when no run or several runs match.
+        """
+        self._maybe_mark_lost()
+        with self._read(f"reading run {run_id[:8]} from") as conn:
+            return query.select_run(conn, run_id, str(self.path), samples)
+
+    @overload
+    def samples(
+        self,
+        run_id: str,
+        since_seq: int | None = ...,
+        *,
+        device_id: str | None = ...,
+        as_frame: Literal[False] = ...,
+    ) -> list[Sample]: ...
+
+    @overload
+    def samples(
+        self,
+        run_id: str,
+        since_seq: int | None = ...,
+        *,
+        device_id: str | None = ...,
+        as_frame: bool,
+    ) -> Any: ...
+
+    def samples(
+        self,
+        run_id: str,
+        since_seq: int | None = None,
+        *,
+        device_id: str | None = None,
+        as_frame: bool = False,
+    ) -> Any:
+        """The samples of a run in the order they were stored (a list, or a DataFrame).
+
+        Samples are numbered 1, 2, 3... per run without gaps, so a live view that has
+        seen ``n`` samples asks for ``samples(run_id, since_seq=n)`` to get only the new
+        ones. ``run_id`` must be a full id (see :meth:`get_run` for prefixes).
+        """
+        with self._read(f"reading samples of run {run_id[:8]} from") as conn:
+            found = query.select_samples(conn, run_id, since_seq, device_id)
+        if not as_frame:
+            return found
+        pd = _pandas()
+        first = (since_seq or 0) + 1
+        frame = pd.DataFrame(found, columns=list(SAMPLE_FIELDS))
+        if device_id is None:
+            frame.insert(0, "seq", range(first, first + len(found)))
+        return frame
+
+    def last_seq(self, run_id: str) -> int:
+        """The number of the newest stored sample of a run (0 when it has none)."""
+        with self._read("reading samples from") as conn:
+            return query.last_seq(conn, run_id)
+
+    def totals(
+        self, by: str = "label", since: datetime | timedelta | str | None = None, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """Count, duration_s, energy_j (and per component) and co2_g of runs, grouped.
+
+        ``by`` is ``label``, ``notebook``, ``phase`` or ``day`` (the UTC day a run
+        started); ``since`` and ``filters`` select runs as in :meth:`runs`. Groups come
+        largest energy first, days in date order.
+        """
+        flt = RunFilter(since=since, **filters)
+        self._maybe_mark_lost()
+        with self._read("adding up runs in") as conn:
+            return query.select_totals(conn, by, flt)
+
+    # -- export and import ----------------------------------------------------------------
+    def export_csv(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        samples: bool = False,
+        limit: int | None = None,
+        **filters: Any,
+    ) -> list[Path]:
+        """Write runs (filters as in :meth:`runs`) to CSV, and their samples beside it.
+
+        Returns the files written: ``path`` and, with ``samples=True``,
+        ``<name>-samples.csv`` in the same folder.
+        """
+        return export.export_csv(self, path, RunFilter(**filters), limit, samples)
+
+    def export_json(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        samples: bool = False,
+        limit: int | None = None,
+        **filters: Any,
+    ) -> Path:
+        """Write runs with their devices (and samples) to one JSON file; see :meth:`import_json`."""
+        return export.export_json(self, path, RunFilter(**filters), limit, samples)
+
+    def export_codecarbon(
+        self, path: str | os.PathLike[str], *, limit: int | None = None, **filters: Any
+    ) -> Path:
+        """Write runs in the column layout of CodeCarbon's emissions.csv (kWh, kg, W)."""
+        return codecarbon.export_codecarbon(self, path, RunFilter(**filters), limit)
+
+    def import_json(self, path: str | os.PathLike[str]) -> int:
+        """Add the runs of a JSON export, skipping runs already stored; returns how many."""
+        return export.import_json(self, path)
+
+    def import_codecarbon(self, path: str | os.PathLike[str]) -> int:
+        """Add the runs of a CodeCarbon emissions.csv; importing twice adds nothing twice.
+
+        Returns how many runs were added (or replaced by a longer row of the same run).
+        """
+        return codecarbon.import_codecarbon(self, path)
+
+    # -- lost runs -----------------------------------------------------------------------
+    def mark_lost_runs(self) -> list[str]:
+        """Mark ``lost`` the runs left ``running`` by processes of this host that have died.
+
+        Returns their ids. Runs written on other hosts are left alone.
+        """
+        self._last_lost_check = time.monotonic()
+        with self._guard("checking for unfinished runs in"):
+            candidates = (
+                self._conn()
+                .execute(
+                    "SELECT id, pid, pid_started FROM runs "
+                    "WHERE status = 'running' AND pid_host = ? AND pid IS NOT NULL",
+                    (self._host,),
+                )
+                .fetchall()
+            )
+        dead = [rid for rid, pid, started in candidates if not lost.process_alive(pid, started)]
+        if not dead:
+            return []
+        with self._write("marking unfinished runs lost in") as conn:
+            for run_id in dead:
+                lost.mark_lost(conn, run_id)
+        return dead
+
+    def _maybe_mark_lost(self) -> None:
+        if time.monotonic() - self._last_lost_check >= LOST_CHECK_INTERVAL_S:
+            self.mark_lost_runs()
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError as exc:
+        raise ImportError(
+            "as_frame=True needs pandas, which is not installed: pip install pandas"
+        ) from exc
+    return pandas
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
