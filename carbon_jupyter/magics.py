@@ -304,7 +304,8 @@ class CarbonMagics(Magics):
 
         if view is not None:
             view.finish(run)
-        print(fmt.summary(run))
+        else:
+            print(fmt.summary(run))
         return run if args.output else None
 
     def _cmd_status(self, args: argparse.Namespace) -> None:
