@@ -179,3 +179,34 @@ def test_export_writes_the_stored_runs(ip: InteractiveShell, tmp_path: Path) -> 
     result = ip.run_cell(f"%carbon export {target}")
     assert result.success, result.error_in_exec
     assert "exported" in target.read_text()
+
+
+def test_loading_from_the_ipython_configuration(tmp_path: Path) -> None:
+    """``c.InteractiveShellApp.extensions = ["carbon_jupyter"]`` loads it in a fresh IPython."""
+    import subprocess
+    import sys
+
+    profile = tmp_path / "profile_default"
+    profile.mkdir()
+    (profile / "ipython_config.py").write_text(
+        'c.InteractiveShellApp.extensions = ["carbon_jupyter"]\nc.CarbonMagics.interval = 0.5\n'
+    )
+    code = "%carbon config"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "IPython",
+            f"--ipython-dir={tmp_path}",
+            "--no-banner",
+            "--colors=nocolor",
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CARBON_JUPYTER_STORE": "off"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "CarbonMagics.interval      = 0.5" in result.stdout
