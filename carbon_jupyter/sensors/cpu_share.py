@@ -27,7 +27,6 @@ import psutil
 
 from carbon_jupyter.sensors.process import ProcessTree, shared_tree
 
-
 _CLOCK_TICKS_PER_S = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
 
 
