@@ -220,17 +220,23 @@ class Store:
         )
 
     def finish_run(self, run: Run) -> None:
-        """Store the final run; samples it carries that were never flushed are added."""
+        """Store the final run; samples it carries that were never flushed are added.
+
+        Flushed samples are in time order per device, so the ones missing are those
+        newer than each device's newest stored sample.
+        """
         row = self._full_row(run)
         with self._write(f"finishing run {run.id[:8]} in") as conn:
             self._put_run(conn, row, run)
             if run.samples:
-                stored = set(
+                newest = dict(
                     conn.execute(
-                        "SELECT device_id, t_s FROM samples WHERE run_id = ?", (run.id,)
+                        "SELECT device_id, MAX(t_s) FROM samples WHERE run_id = ? "
+                        "GROUP BY device_id",
+                        (run.id,),
                     ).fetchall()
                 )
-                missing = [s for s in run.samples if (s.device_id, s.t_s) not in stored]
+                missing = [s for s in run.samples if s.t_s > newest.get(s.device_id, float("-inf"))]
                 if missing:
                     self._append_samples(conn, run.id, missing)
 
