@@ -92,3 +92,15 @@ def unload_ipython_extension(ipython: Any) -> None:
     from carbon_jupyter.magics import unload
 
     unload(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """Jupyter Server: the sidebar's REST routes (see :mod:`carbon_jupyter.serverext`)."""
+    from carbon_jupyter.serverext import _jupyter_server_extension_points as points
+
+    return points()
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """JupyterLab: the prebuilt sidebar extension shipped in the package."""
+    return [{"src": "labextension", "dest": "carbon-jupyter"}]

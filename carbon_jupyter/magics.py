@@ -151,10 +151,28 @@ class CarbonMagics(Magics):
         self._auto_tracker: Any = None
         self._cell_id: str | None = None
         self._raw_cell: str = ""
+        self._store_history = False
         self.last_run: Any = None
+
+    @property
+    def auto(self) -> bool:
+        """Whether every cell is tracked (``%carbon auto on``)."""
+        return self._auto
+
+    def _execution_count(self) -> int | None:
+        """The In[n] number of the cell running now.
+
+        IPython increments its counter before ``pre_run_cell``, so while a cell
+        that is stored in the history runs, its own number is one less.
+        """
+        if self.shell is None:
+            return None
+        count = int(self.shell.execution_count)
+        return count - 1 if self._store_history else count
 
     # -- hooks --------------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
+        self._store_history = bool(getattr(info, "store_history", False))
         self._cell_id = getattr(info, "cell_id", None)
         self._raw_cell = getattr(info, "raw_cell", "") or ""
         if (
@@ -193,8 +211,9 @@ class CarbonMagics(Magics):
             return value if value is not None else getattr(self, name)
 
         tags = dict(options.get("tags") or {})
-        if self.shell is not None:
-            tags.setdefault("execution_count", str(self.shell.execution_count))
+        count = self._execution_count()
+        if count is not None:
+            tags.setdefault("execution_count", str(count))
         return Tracker(
             label,
             phase=options.get("phase"),
@@ -402,16 +421,12 @@ class CarbonMagics(Magics):
 def _show_table(html: str, text: str) -> None:
     from IPython.display import HTML, display
 
-    if _in_kernel():
+    from carbon_jupyter.frontend import in_kernel
+
+    if in_kernel():
         display(HTML(html))  # type: ignore[no-untyped-call]
     else:
         print(text)
-
-
-def _in_kernel() -> bool:
-    import sys
-
-    return "ipykernel" in sys.modules
 
 
 _EVENTS = ("pre_run_cell", "post_run_cell")

@@ -210,3 +210,15 @@ def test_loading_from_the_ipython_configuration(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "CarbonMagics.interval      = 0.5" in result.stdout
+
+
+def test_runs_carry_the_cells_own_execution_count(ip: InteractiveShell) -> None:
+    tracked = ip.run_cell("%%carbon counted --quiet\npass\n", store_history=True)
+    ip.run_cell("%carbon auto on", store_history=True)
+    auto = ip.run_cell("x = 1", store_history=True)
+    ip.run_cell("%carbon auto off", store_history=True)
+    by_label = {r.label: r for r in stored_runs()}
+    assert by_label["counted"].tags["execution_count"] == str(tracked.execution_count)
+    counts = {r.tags["execution_count"] for r in stored_runs() if r.label is None}
+    assert str(auto.execution_count) in counts
+    assert ip.magics_manager.registry["CarbonMagics"].auto is False

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from carbon_jupyter.notices import notice_once
+from carbon_jupyter.notices import logger, notice_once
 from carbon_jupyter.sensors.base import Probe, Reading, Sensor
 from carbon_jupyter.sensors.process import reset_shared_tree
 
@@ -72,9 +72,21 @@ def discover(
             return _cache[key]
         found = _probe_all(gpus, powercap_root)
         _cache[key] = found
-    for problem in found.problems if announce else ():
-        notice_once(f"probe:{problem}", f"carbon-jupyter: {problem}")
+    for probe in found.probes if announce else ():
+        if probe.source == "nvml" and not probe.sensors and _no_nvidia_stack(probe):
+            # A machine without NVIDIA software expects no GPU: logged quietly, and
+            # `carbon-jupyter doctor` still says it.
+            logger.info("carbon-jupyter: %s", "; ".join(probe.problems))
+            continue
+        for problem in probe.problems:
+            notice_once(f"probe:{problem}", f"carbon-jupyter: {problem}")
     return found
+
+
+def _no_nvidia_stack(probe: Probe) -> bool:
+    from carbon_jupyter.sensors.nvml import NO_GPU_PROBLEM
+
+    return all(p.startswith(NO_GPU_PROBLEM) for p in probe.problems)
 
 
 def reset() -> None:

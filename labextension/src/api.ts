@@ -1,0 +1,78 @@
+/**
+ * The server extension's REST routes (carbon_jupyter/serverext), typed.
+ * Units are the store's: joules, watts, seconds, grams, gCO2e/kWh.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export interface IIntensity {
+  intensity_g_per_kwh: number | null;
+  source: string;
+  year: number | null;
+  key: string;
+  pue: number | null;
+}
+
+export interface IRun {
+  id: string;
+  label: string | null;
+  status: string;
+  cell: string | null;
+  duration_s: number | null;
+  energy_j: number | null;
+  co2_g: number | null;
+  error: string | null;
+  tags: Record<string, string>;
+}
+
+export interface ISample {
+  t_s: number;
+  device_id: string;
+  power_w: number | null;
+}
+
+export interface ILive {
+  run: IRun | null;
+  live: boolean;
+  reset: boolean;
+  samples: ISample[];
+  cursor: number;
+}
+
+export interface ITotals {
+  count: number;
+  energy_j: number | null;
+  co2_g: number | null;
+  running: boolean;
+  estimated: boolean;
+  intensity: IIntensity | null;
+}
+
+export interface IMachine {
+  running: boolean;
+  power_w: number | null;
+  estimated: boolean;
+  devices: { device_id: string; name: string; power_w: number | null }[];
+}
+
+/** GET <base>/carbon-jupyter/api/<path>?<params>, with the page's token. */
+export async function requestAPI<T>(
+  path: string,
+  params: Record<string, string | number> = {}
+): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const query = URLExt.objectToQueryString(params);
+  const url = URLExt.join(settings.baseUrl, 'carbon-jupyter/api', path) + query;
+  const response = await ServerConnection.makeRequest(url, {}, settings);
+  const data = await response.json().catch(() => ({}));
+  if (response.status === 404 && !data.message) {
+    throw new Error(
+      'The carbon-jupyter server extension is not running: ' +
+        'jupyter server extension enable carbon_jupyter, then restart Jupyter.'
+    );
+  }
+  if (!response.ok) {
+    throw new Error(data.message || `${response.status} ${response.statusText}`);
+  }
+  return data as T;
+}

@@ -1,0 +1,62 @@
+/**
+ * Numbers for display. Stored figures are SI (J, W, s, g); energy is shown in Wh.
+ */
+
+const J_PER_WH = 3600;
+
+/** Three significant figures; exponent notation only below 0.001. */
+export function sig(value: number): string {
+  const size = Math.abs(value);
+  if (size === 0) {
+    return '0';
+  }
+  if (size < 0.001) {
+    return value.toExponential(1);
+  }
+  if (size >= 100) {
+    return Math.round(value).toString();
+  }
+  return value.toFixed(Math.max(0, 2 - Math.floor(Math.log10(size))));
+}
+
+export function watts(powerW: number | null | undefined): string {
+  return powerW === null || powerW === undefined ? '–' : `${sig(powerW)} W`;
+}
+
+export function wattHours(energyJ: number | null | undefined): string {
+  return energyJ === null || energyJ === undefined ? '–' : sig(energyJ / J_PER_WH);
+}
+
+export function grams(co2G: number | null | undefined): string {
+  return co2G === null || co2G === undefined ? '–' : sig(co2G);
+}
+
+export function duration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined) {
+    return '–';
+  }
+  if (seconds < 60) {
+    return `${sig(seconds)} s`;
+  }
+  const m = Math.floor(seconds / 60);
+  if (m < 60) {
+    return `${m} min ${Math.round(seconds % 60)} s`;
+  }
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+/** What a run is called in the table: its label, else its cell's execution count. */
+export function runName(run: {
+  label: string | null;
+  cell: string | null;
+  tags: Record<string, string>;
+}): string {
+  if (run.label) {
+    return run.label;
+  }
+  const count = run.tags['execution_count'];
+  if (count) {
+    return `In [${count}]`;
+  }
+  return run.cell ? `cell ${run.cell.slice(0, 8)}` : 'run';
+}
