@@ -487,18 +487,54 @@ class LiveView:
         self.close()
 
     def close(self) -> None:
-        """Stop following the tracker and release the widget. Safe to call twice."""
+        """Stop following the tracker and release the widget. Safe to call twice.
+
+        The widget itself is closed when the next cell starts: the page's own
+        messages to it (sent while the cell ran) reach the kernel only after
+        the cell ends, and must still find it open.
+        """
         with self._lock:
             self._done = True
             self._stop_following()
             widget, self._widget = self._widget, None
         if widget is not None:
-            try:
-                widget.close()
-                # Detach the plot, so the widget's own close at garbage collection finds
-                # nothing left to remove (jupyter_bokeh's close is not idempotent).
-                document = self.plot.layout.document
-                if document is not None:
-                    document.remove_root(self.plot.layout)
-            except Exception:
-                pass
+            _close_later(widget, self.plot.layout)
+
+
+_widgets_to_close: list[tuple[Any, Any]] = []
+
+
+def _close_widget(widget: Any, layout: Any) -> None:
+    try:
+        widget.close()
+        # Detach the plot, so the widget's own close at garbage collection finds
+        # nothing left to remove (jupyter_bokeh's close is not idempotent).
+        document = layout.document
+        if document is not None:
+            document.remove_root(layout)
+    except Exception:
+        pass
+
+
+def _close_later(widget: Any, layout: Any) -> None:
+    """Close ``widget`` when the next cell starts (at once outside IPython)."""
+    from IPython.core.getipython import get_ipython
+
+    shell = get_ipython()  # type: ignore[no-untyped-call]
+    if shell is None:
+        _close_widget(widget, layout)
+        return
+    _widgets_to_close.append((widget, layout))
+    if close_finished_widgets not in shell.events.callbacks["pre_run_cell"]:
+        shell.events.register("pre_run_cell", close_finished_widgets)
+
+
+def close_finished_widgets(*_: Any) -> None:
+    """Close the widgets of finished live views, and stop listening for cells."""
+    while _widgets_to_close:
+        _close_widget(*_widgets_to_close.pop())
+    from IPython.core.getipython import get_ipython
+
+    shell = get_ipython()  # type: ignore[no-untyped-call]
+    if shell is not None and close_finished_widgets in shell.events.callbacks["pre_run_cell"]:
+        shell.events.unregister("pre_run_cell", close_finished_widgets)

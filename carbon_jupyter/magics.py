@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -419,12 +420,12 @@ class CarbonMagics(Magics):
 
 
 def _show_table(html: str, text: str) -> None:
-    from IPython.display import HTML, display
+    from IPython.display import display
 
     from carbon_jupyter.frontend import in_kernel
 
     if in_kernel():
-        display(HTML(html))  # type: ignore[no-untyped-call]
+        display({"text/html": html, "text/plain": text}, raw=True)  # type: ignore[no-untyped-call]
     else:
         print(text)
 
@@ -455,6 +456,10 @@ def unload(shell: Any) -> None:
             except ValueError:
                 pass
         shell.configurables.remove(magics)
+    if "carbon_jupyter.display" in sys.modules:
+        from carbon_jupyter.display import close_finished_widgets
+
+        close_finished_widgets()
     for kind in ("line", "cell"):
         shell.magics_manager.magics[kind].pop("carbon", None)
     shell.magics_manager.registry.pop("CarbonMagics", None)

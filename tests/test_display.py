@@ -69,10 +69,12 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
 
 
 @pytest.fixture
-def shell(monkeypatch: pytest.MonkeyPatch) -> InteractiveShell:
+def shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     """A real IPython shell; BokehJS counts as not yet loaded in its page."""
     monkeypatch.setattr(display, "_loaded", None)
-    return InteractiveShell.instance()
+    yield InteractiveShell.instance()
+    display.close_finished_widgets()
+    InteractiveShell.clear_instance()
 
 
 def outputs_with(outputs: list[Any], mime: str) -> list[Any]:
@@ -302,7 +304,11 @@ def test_widget_mode_streams_from_the_sampler_then_leaves_a_static_plot(
     assert final.update and final.transient == widget[0].transient
     assert "data-root-id" in final.data["text/html"]
     assert "carbon-jupyter-summary" in final.data["text/html"]
+    # The page's queued messages to the widget arrive after the cell: it stays open till then.
+    assert not any(kind == "comm_close" for kind, _, _ in RecordingComm.sent)
+    shell.run_cell("next_cell = 1")
     assert any(kind == "comm_close" for kind, _, _ in RecordingComm.sent)
+    assert display.close_finished_widgets not in shell.events.callbacks["pre_run_cell"]
 
 
 def test_a_broken_live_view_says_so_once_and_falls_back_to_text(

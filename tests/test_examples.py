@@ -1,0 +1,160 @@
+"""The notebooks in examples/ run top to bottom in a real kernel and show what they promise.
+
+Each is executed with nbclient in a fresh ipykernel, with its own run store
+(``CARBON_JUPYTER_DB`` under the test's folder) and the display chosen as a
+user's kernel would choose it (``CARBON_JUPYTER_DISPLAY`` unset). Outputs are
+checked by shape (a summary with a CO2e figure and a number of Wh, a Bokeh
+plot), never by value: watts and grams differ from machine to machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+if importlib.util.find_spec("ipykernel") is None:  # not imported: this process is no kernel
+    pytest.skip("ipykernel is not installed (pip install ipykernel)", allow_module_level=True)
+
+from carbon_jupyter.store.sqlite import Store  # noqa: E402
+from tests.test_kernel import install_test_kernel  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
+ENERGY = re.compile(r"\d[\d.]*(?:e[+-]?\d+)? (?:m|k)?Wh")
+
+
+@pytest.fixture
+def kernel_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    jupyter_path = tmp_path / "jupyter-path"
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    return install_test_kernel(jupyter_path)
+
+
+def execute(name: str, tmp_path: Path, kernel_name: str) -> tuple[Any, Store]:
+    """Run examples/<name> in a fresh kernel; the executed notebook and its run store."""
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    db_path = tmp_path / "carbon.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBON_JUPYTER_")}
+    env["CARBON_JUPYTER_DB"] = str(db_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name=kernel_name, resources={"metadata": {"path": str(work)}}
+    )
+    client.execute(env=env)
+    return nb, Store(db_path)
+
+
+def cell(nb: Any, prefix: str) -> Any:
+    """The code cell whose source starts with ``prefix``."""
+    found = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(prefix)]
+    assert len(found) == 1, f"expected one cell starting {prefix!r}, found {len(found)}"
+    return found[0]
+
+
+def data(c: Any, mime: str) -> str:
+    return "\n".join(str(o["data"][mime]) for o in c.outputs if mime in o.get("data", {}))
+
+
+def stream(c: Any) -> str:
+    return "".join(o["text"] for o in c.outputs if o["output_type"] == "stream")
+
+
+def assert_bokeh_plot(html: str) -> None:
+    """A Bokeh root (div with data-root-id) and the script that renders it."""
+    assert "data-root-id" in html and "<script" in html and "Bokeh" in html, html[:500]
+
+
+def assert_tracked(c: Any, label: str) -> str:
+    """A %%carbon cell ended with a static plot and a summary (HTML and text); the HTML."""
+    html = data(c, "text/html")
+    assert "carbon-jupyter-summary" in html and f"carbon: {label}" in html, html[:500]
+    assert "CO2e" in html and ENERGY.search(html), html[:500]
+    assert_bokeh_plot(html)
+    plain = data(c, "text/plain")
+    assert f"carbon: {label}" in plain and "CO2e" in plain, plain
+    assert not data(c, "application/vnd.jupyter.widget-view+json")  # the live view was replaced
+    return html
+
+
+def assert_no_errors(nb: Any) -> None:
+    errors = [
+        f"{o['ename']}: {o['evalue']}"
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o["output_type"] == "error"
+    ]
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_examples_are_committed_without_outputs(name: str) -> None:
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    assert any(c.cell_type == "markdown" for c in nb.cells)
+
+
+def test_examples_are_all_tested() -> None:
+    assert NOTEBOOKS == ["python-api.ipynb", "quickstart.ipynb", "replay-gpu.ipynb"]
+
+
+def test_quickstart(tmp_path: Path, kernel_name: str) -> None:
+    nb, store = execute("quickstart.ipynb", tmp_path, kernel_name)
+    assert_no_errors(nb)
+    assert_tracked(cell(nb, "%%carbon train"), "train")
+    predict = assert_tracked(cell(nb, "%%carbon predict"), "predict")
+    assert "per item" in predict and "60000 items" in predict
+
+    table = data(cell(nb, "%carbon runs"), "text/html")
+    assert "train" in table and "predict" in table
+    compare = cell(nb, "%carbon compare")
+    assert_bokeh_plot(data(compare, "text/html"))
+    assert "train (n=1)" in data(compare, "text/plain")
+
+    runs = {r.label: r for r in store.runs()}
+    assert set(runs) == {"train", "predict"}
+    assert runs["train"].phase == "train" and runs["predict"].items == 60000
+    assert all(r.status == "ok" and r.energy_j > 0 for r in runs.values())
+
+
+def test_replay_gpu(tmp_path: Path, kernel_name: str) -> None:
+    nb, store = execute("replay-gpu.ipynb", tmp_path, kernel_name)
+    assert_no_errors(nb)
+    assert "synthesised" in stream(cell(nb, "from carbon_jupyter.sensors.replay"))
+    for label in ("load-data", "fine-tune"):
+        html = assert_tracked(cell(nb, f"%%carbon {label}"), label)
+        assert "gpu:replay0" in html and "replay: replayed" in html
+        assert re.search(r"gpu [1-9][\d.]* (?:m|k)?Wh", html), html[:800]
+    assert_bokeh_plot(data(cell(nb, "%carbon compare"), "text/html"))
+
+    for run in store.runs():
+        methods = {d.device.device_id: d.method for d in run.devices}
+        assert methods.get("gpu:replay0") == "replay", methods
+        assert run.gpu_energy_j > 0
+
+
+def test_python_api(tmp_path: Path, kernel_name: str) -> None:
+    nb, store = execute("python-api.ipynb", tmp_path, kernel_name)
+    assert_no_errors(nb)
+    block = cell(nb, 'with cj.track("api-train"')
+    assert re.search(r"[\d.]+ J, [\d.e-]+ g CO2e in [\d.]+ s", stream(block)), stream(block)
+    assert "Run(id=" in data(block, "text/plain")
+    frame = data(cell(nb, "frame = cj.runs("), "text/html")
+    assert "api-train" in frame and "api-predict" in frame
+    assert "mJ per item" in stream(cell(nb, "latest = cj.runs("))
+    assert_tracked(cell(nb, "from carbon_jupyter.display import show_run"), "api-train")
+
+    labels = sorted(r.label or "" for r in store.runs())
+    assert labels == ["api-predict", "api-predict", "api-train"]
