@@ -13,6 +13,7 @@ Python API::
 
     cj.runs(label="fine-tune")        # stored runs, newest first
     cj.samples(run_id)                # the power samples of one run
+    cj.totals(by="day")               # energy and CO2 added up per label, notebook, phase, day
 
 In a notebook: ``%load_ext carbon_jupyter`` then ``%%carbon`` on a cell.
 
@@ -41,6 +42,7 @@ __all__ = [
     "load_ipython_extension",
     "runs",
     "samples",
+    "totals",
     "track",
     "unload_ipython_extension",
 ]
@@ -78,6 +80,13 @@ def samples(run_id: str) -> Any:
 
     store = open_store()
     return store.samples(store.get_run(run_id).id)
+
+
+def totals(by: str = "label", **filters: Any) -> Any:
+    """Count, duration, energy and CO2 of stored runs per label, notebook, phase or day."""
+    from carbon_jupyter.store import open_store
+
+    return open_store().totals(by=by, **filters)
 
 
 def load_ipython_extension(ipython: Any) -> None:

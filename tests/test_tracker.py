@@ -178,3 +178,16 @@ def test_tracker_misuse_is_a_clear_error() -> None:
         tracker.start()
     first = tracker.stop()
     assert tracker.stop() is first
+
+
+def test_top_level_readers_see_the_stored_run() -> None:
+    with cj.track("stored", interval=0.05, intensity=100, sensors=sensors()) as handle:
+        time.sleep(0.2)
+    run = handle.run
+    assert run is not None
+    (stored,) = cj.runs(label="stored")
+    assert stored.id == run.id and stored.energy_j == pytest.approx(run.energy_j)
+    assert len(cj.samples(run.id[:8])) == len(run.samples)
+    (row,) = cj.totals(by="label")
+    assert row["label"] == "stored" and row["count"] == 1
+    assert row["co2_g"] == pytest.approx(run.co2_g)
