@@ -125,6 +125,22 @@ def test_cpu_activity_busy_fraction_and_process_share() -> None:
     assert (delta.busy_fraction, delta.process_share) == (0.0, 0.0)
 
 
+def test_an_interval_too_short_to_resolve_keeps_the_previous_figures() -> None:
+    cpu = ScriptedCpu(cpus=2)
+    activity = cpu.activity()
+    activity.update()
+    cpu.advance(wall_s=1.0, busy_fraction=0.9, tree_s=1.8)
+    busy = activity.update()
+    assert busy is not None and busy.busy_fraction == pytest.approx(0.9)
+    # A stop 5 ms after the last tick: no clock tick can show in that, busy or not.
+    cpu.advance(wall_s=0.005, busy_fraction=0.0, tree_s=0.0)
+    assert activity.update() == busy
+    # The next interval is measured from the last resolved reading, the 5 ms included.
+    cpu.advance(wall_s=0.995, busy_fraction=0.5, tree_s=0.0)
+    after = activity.update()
+    assert after is not None and after.busy_fraction == pytest.approx(0.995 * 0.5)
+
+
 def test_cpu_model_power_follows_load() -> None:
     cpu = ScriptedCpu(cpus=8)
     info = cpu_model.probe(activity=cpu.activity()).sensors[0].info

@@ -58,6 +58,10 @@ def machine_cpu_seconds() -> tuple[float, float]:
     return total_s - idle_s, total_s
 
 
+#: Machine CPU-seconds an interval needs before its busy fraction is trusted (10 ticks).
+MIN_RESOLVED_S = 0.1
+
+
 def _clamp01(value: float) -> float:
     return min(1.0, max(0.0, value))
 
@@ -90,6 +94,7 @@ class CpuActivity:
         self._machine_seconds = machine_seconds
         self._tree_seconds = tree_seconds
         self._previous: tuple[float, float, float] | None = None
+        self._last: CpuDelta | None = None
 
     def since_boot_busy_fraction(self) -> float:
         """The machine's busy fraction averaged since boot (a prior before any update)."""
@@ -97,16 +102,28 @@ class CpuActivity:
         return _clamp01(busy_s / total_s) if total_s > 0 else 0.0
 
     def update(self) -> CpuDelta | None:
-        """Activity since the previous update; None on the first call."""
+        """Activity since the previous update; None on the first call.
+
+        CPU time is counted in clock ticks (10 ms on Linux), so an interval of
+        less than :data:`MIN_RESOLVED_S` CPU-seconds across the machine (the
+        reading at a stop that follows a tick closely) cannot tell busy from
+        idle: the previous figures are returned, and the next interval is
+        measured from the last resolved reading.
+        """
         busy_s, total_s = self._machine_seconds()
         tree_s = self._tree_seconds()
-        previous, self._previous = self._previous, (busy_s, total_s, tree_s)
+        previous = self._previous
         if previous is None:
+            self._previous = (busy_s, total_s, tree_s)
             return None
-        d_busy = max(0.0, busy_s - previous[0])
         d_total = max(0.0, total_s - previous[1])
+        if d_total < MIN_RESOLVED_S and self._last is not None:
+            return self._last
+        self._previous = (busy_s, total_s, tree_s)
+        d_busy = max(0.0, busy_s - previous[0])
         d_tree = max(0.0, tree_s - previous[2])
         busy_fraction = _clamp01(d_busy / d_total) if d_total > 0 else 0.0
         # No busy time at all: the tree used nothing, or less than one clock tick showed.
         share = _clamp01(d_tree / d_busy) if d_busy > 0 else float(d_tree > 0)
-        return CpuDelta(busy_fraction=busy_fraction, process_share=share)
+        self._last = CpuDelta(busy_fraction=busy_fraction, process_share=share)
+        return self._last
