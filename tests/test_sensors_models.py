@@ -236,3 +236,25 @@ def test_ram_w_per_gb_override(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_machine_cpu_seconds_are_consistent() -> None:
     busy_s, total_s = machine_cpu_seconds()
     assert 0.0 <= busy_s <= total_s
+
+
+def test_ram_share_is_read_at_most_every_refresh_interval() -> None:
+    now = [0.0]
+    (probed,) = memory.probe().sensors
+    sensor = memory.RamModelSensor(
+        probed.info, 10.0, ProcessTree(), refresh_s=5.0, clock=lambda: now[0]
+    )
+    first = sensor.read()
+    ballast = b"x" * (256 * 2**20)  # 256 MiB more resident in this process
+    now[0] = 1.0
+    cached = sensor.read()
+    assert (cached.process_share, cached.memory_used_b) == (
+        first.process_share,
+        first.memory_used_b,
+    )
+    now[0] = 5.0
+    fresh = sensor.read()
+    assert fresh.process_share is not None and first.process_share is not None
+    assert fresh.process_share > first.process_share
+    assert fresh.power_w == first.power_w == 10.0
+    del ballast

@@ -13,10 +13,14 @@ counted in GiB because memory is sold in binary gigabytes; in a container this i
 the host's memory, not the container's limit.
 
 The process share is the resident memory of the kernel's process tree over the
-machine's used memory, clamped to 0..1 (see :func:`memory_share`).
+machine's used memory, clamped to 0..1 (see :func:`memory_share`); it and the
+memory in use are read at most every :data:`MEMORY_REFRESH_S` seconds.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import psutil
 
@@ -42,16 +46,37 @@ def memory_share(tree: ProcessTree) -> tuple[float | None, int]:
     return min(1.0, max(0.0, tree.rss_bytes() / used_b)), used_b
 
 
+#: Seconds between reads of memory use: the modelled power is constant and the share
+#: of resident memory changes slowly, so this sensor costs next to nothing per tick.
+MEMORY_REFRESH_S = 5.0
+
+
 class RamModelSensor:
     """Installed memory times watts per GB; an estimate, not a measurement."""
 
-    def __init__(self, info: DeviceInfo, power_w: float, tree: ProcessTree) -> None:
+    def __init__(
+        self,
+        info: DeviceInfo,
+        power_w: float,
+        tree: ProcessTree,
+        *,
+        refresh_s: float = MEMORY_REFRESH_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.info = info
         self.power_w = power_w
         self._tree = tree
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._read_at: float | None = None
+        self._share: tuple[float | None, int] = (None, 0)
 
     def read(self) -> Reading:
-        share, used_b = memory_share(self._tree)
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self._refresh_s:
+            self._share = memory_share(self._tree)
+            self._read_at = now
+        share, used_b = self._share
         return Reading(power_w=self.power_w, process_share=share, memory_used_b=used_b)
 
     def close(self) -> None:

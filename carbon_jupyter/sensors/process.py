@@ -8,7 +8,7 @@ utilisation NVML reports.
 On Linux descendants are found through ``/proc/<pid>/task/<tid>/children``
 (tens of microseconds for a kernel with a few threads); elsewhere psutil scans
 every process on the machine (about 1 ms per 70 processes). Either way the
-member list is refreshed at most every ``refresh_s`` seconds (default 2); in
+member list is refreshed at most every ``refresh_s`` seconds (default 5); in
 between only the known members are read (a few microseconds each). A worker
 started less than ``refresh_s`` ago is counted from the next refresh, its CPU
 time since it started included.
@@ -24,7 +24,7 @@ from collections.abc import Callable
 import psutil
 
 #: Seconds between scans for new descendants.
-DEFAULT_REFRESH_S = 2.0
+DEFAULT_REFRESH_S = 5.0
 
 
 class ProcessTree:

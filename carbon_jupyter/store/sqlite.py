@@ -28,6 +28,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -45,8 +46,10 @@ from carbon_jupyter.store.rows import (
     decode_json_columns,
     device_rows,
     hardware_summary,
+    now_iso,
     run_row,
     sample_tuple,
+    totals_from_devices,
     upsert_sql,
     versions_summary,
 )
@@ -73,6 +76,9 @@ class Store:
         self._pid = os.getpid()
         self._host = socket.gethostname()
         self._last_lost_check = 0.0
+        #: Runs begun through this Store and still live: what a flush needs, kept in memory
+        #: so that each flush is three statements (samples, devices, run totals).
+        self._live: dict[str, _LiveRun] = {}
         try:
             self._open()
         except BaseException:
@@ -193,10 +199,18 @@ class Store:
         row = self._full_row(run)
         with self._write(f"starting run {run.id[:8]} in") as conn:
             self._put_run(conn, row, run)
+            next_seq = self._next_seq(conn, run.id)
+        with self._lock:
+            self._live[run.id] = _LiveRun.of(run, next_seq)
 
     def add_samples(self, run_id: str, samples: Sequence[Sample]) -> None:
         """Append one batch of a live run's samples in one transaction; update its totals."""
         if not samples:
+            return
+        with self._lock:
+            live = self._live.get(run_id)
+        if live is not None:
+            self._add_live_samples(live, samples)
             return
         with self._write(f"saving samples of run {run_id[:8]} to") as conn:
             self._append_samples(conn, run_id, samples)
@@ -210,16 +224,55 @@ class Store:
             )
             lost.refresh_totals(conn, run_id, max(s.t_s for s in samples), status="running")
 
+    def _add_live_samples(self, live: _LiveRun, samples: Sequence[Sample]) -> None:
+        """The flush of a run begun here: totals computed in memory, three statements."""
+        first = live.next_seq
+        for s in samples:
+            live.latest[s.device_id] = (s.energy_j, s.process_energy_j)
+        duration_s = max(live.duration_s, max(s.t_s for s in samples))
+        totals = live.totals()
+        with self._write(f"saving samples of run {live.run_id[:8]} to") as conn:
+            conn.executemany(
+                _INSERT_SAMPLE,
+                [sample_tuple(live.run_id, first + i, s) for i, s in enumerate(samples)],
+            )
+            conn.executemany(
+                "UPDATE devices SET energy_j = ?, process_energy_j = COALESCE(?, process_energy_j),"
+                " mean_power_w = ? WHERE run_id = ? AND device_id = ?",
+                [
+                    (j, pj, j / duration_s if duration_s > 0 else None, live.run_id, d)
+                    for d, (j, pj) in live.latest.items()
+                ],
+            )
+            conn.execute(
+                "UPDATE runs SET energy_j = :energy_j, cpu_energy_j = :cpu_energy_j, "
+                "gpu_energy_j = :gpu_energy_j, ram_energy_j = :ram_energy_j, co2_g = :co2_g, "
+                "duration_s = :duration_s, updated_at = :updated_at "
+                "WHERE id = :id AND status = 'running'",
+                {**totals, "duration_s": duration_s, "updated_at": now_iso(), "id": live.run_id},
+            )
+        live.next_seq = first + len(samples)
+        live.duration_s = duration_s
+
+    @staticmethod
+    def _next_seq(conn: sqlite3.Connection, run_id: str) -> int:
+        row = conn.execute("SELECT MAX(seq) FROM samples WHERE run_id = ?", (run_id,)).fetchone()
+        return int(row[0] or 0) + 1
+
     def _append_samples(
         self, conn: sqlite3.Connection, run_id: str, samples: Sequence[Sample]
     ) -> None:
-        row = conn.execute("SELECT MAX(seq) FROM samples WHERE run_id = ?", (run_id,)).fetchone()
-        first = int(row[0] or 0) + 1
+        first = self._next_seq(conn, run_id)
         conn.executemany(
             _INSERT_SAMPLE, [sample_tuple(run_id, first + i, s) for i, s in enumerate(samples)]
         )
 
     def finish_run(self, run: Run) -> None:
+        with self._lock:
+            self._live.pop(run.id, None)
+        self._finish_run(run)
+
+    def _finish_run(self, run: Run) -> None:
         """Store the final run; samples it carries that were never flushed are added.
 
         Flushed samples are in time order per device, so the ones missing are those
@@ -470,3 +523,34 @@ def _json_text(value: Any) -> str:
     import json
 
     return json.dumps(value, sort_keys=True)
+
+
+@dataclass
+class _LiveRun:
+    """What flushing a live run needs, remembered from :meth:`Store.begin_run`."""
+
+    run_id: str
+    attribution: str
+    intensity_g_per_kwh: float
+    pue: float
+    kinds: dict[str, str]
+    next_seq: int
+    duration_s: float = 0.0
+    #: device id -> (energy_j, process_energy_j) of its newest flushed sample.
+    latest: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run: Run, next_seq: int) -> _LiveRun:
+        return cls(
+            run_id=run.id,
+            attribution=run.attribution,
+            intensity_g_per_kwh=run.intensity.intensity_g_per_kwh,
+            pue=run.intensity.pue,
+            kinds={d.device.device_id: d.device.kind for d in run.devices},
+            next_seq=next_seq,
+            latest={d.device.device_id: (d.energy_j, d.process_energy_j) for d in run.devices},
+        )
+
+    def totals(self) -> dict[str, float]:
+        rows = [(self.kinds.get(d, "cpu"), j, pj) for d, (j, pj) in self.latest.items()]
+        return totals_from_devices(rows, self.attribution, self.intensity_g_per_kwh, self.pue)
