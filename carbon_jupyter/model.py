@@ -201,3 +201,9 @@ class Run:
         from carbon_jupyter.format import run_repr
 
         return run_repr(self)
+
+    def _repr_html_(self) -> str:
+        """The notebook summary, when a Run is a cell's last expression."""
+        from carbon_jupyter.display import summary_html
+
+        return summary_html(self)

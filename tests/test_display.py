@@ -368,3 +368,10 @@ def test_bad_view_settings_are_said_once_and_never_stop_the_cell(
     assert "'hologram' is not one of" in caplog.text
     assert "CARBON_JUPYTER_BOKEH_RESOURCES='internet'" in caplog.text
     assert capsys.readouterr().out.startswith("carbon: fine-tune  ok")
+
+
+def test_a_run_as_a_cells_value_shows_its_summary() -> None:
+    run = make_run()
+    html = run._repr_html_()
+    assert html == display.summary_html(run)
+    assert "&lt;script&gt;" in html and "<script>alert" not in html
