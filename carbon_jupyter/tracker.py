@@ -37,7 +37,7 @@ from carbon_jupyter.model import (
     Status,
 )
 from carbon_jupyter.notices import notice_once
-from carbon_jupyter.sampler import Sampler
+from carbon_jupyter.sampler import Sampler, check_interval
 from carbon_jupyter.sensors.base import Sensor
 from carbon_jupyter.settings import Settings, check_attribution, check_items, check_phase
 from carbon_jupyter.sink import RunSink
@@ -160,8 +160,6 @@ class Tracker:
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self.notebook = notebook
         self.cell = cell
-        self._country, self._region = country, region
-        self._intensity_arg, self._pue_arg = intensity, pue
         self._gpus = gpus if gpus is not None else settings.gpus
         self._sensors = sensors
         self._sink_arg = sink if settings.store_enabled or sink != "default" else None
@@ -175,21 +173,14 @@ class Tracker:
         self.id = str(uuid.uuid4())
         self.started_at = ""
         # Fail early on bad settings, before any code runs.
-        from carbon_jupyter.sampler import check_interval
-
         check_interval(self.interval_s)
-        self.intensity = self._resolve_intensity()
-
-    # -- lifecycle ----------------------------------------------------------------------
-    def _resolve_intensity(self) -> Intensity:
         from carbon_jupyter.intensity import resolve
 
-        return resolve(
-            country=self._country,
-            region=self._region,
-            intensity=self._intensity_arg,
-            pue=self._pue_arg,
+        self.intensity: Intensity = resolve(
+            country=country, region=region, intensity=intensity, pue=pue
         )
+
+    # -- lifecycle ----------------------------------------------------------------------
 
     def _discover(self) -> Sequence[Sensor]:
         if self._sensors is not None:
