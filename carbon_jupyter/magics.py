@@ -163,13 +163,15 @@ class CarbonMagics(Magics):
     def _execution_count(self) -> int | None:
         """The In[n] number of the cell running now.
 
-        IPython increments its counter before ``pre_run_cell``, so while a cell
-        that is stored in the history runs, its own number is one less.
+        IPython 8 increments its counter after a cell, IPython 9 before it; the
+        input history holds the running cell in both, so its length tells.
         """
         if self.shell is None:
             return None
-        count = int(self.shell.execution_count)
-        return count - 1 if self._store_history else count
+        history = getattr(self.shell, "history_manager", None)
+        if self._store_history and history is not None:
+            return len(history.input_hist_raw) - 1
+        return int(self.shell.execution_count)
 
     # -- hooks --------------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
@@ -191,6 +193,9 @@ class CarbonMagics(Magics):
         tracker, self._auto_tracker = self._auto_tracker, None
         if tracker is None:
             return
+        # Started before the cell entered the history: the result knows its number.
+        if getattr(result, "execution_count", None) is not None:
+            tracker.tags["execution_count"] = str(result.execution_count)
         error = getattr(result, "error_in_exec", None)
         if isinstance(error, KeyboardInterrupt):
             run = tracker.stop("interrupted", error="KeyboardInterrupt")
