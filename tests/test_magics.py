@@ -222,3 +222,23 @@ def test_runs_carry_the_cells_own_execution_count(ip: InteractiveShell) -> None:
     counts = {r.tags["execution_count"] for r in stored_runs() if r.label is None}
     assert str(auto.execution_count) in counts
     assert ip.magics_manager.registry["CarbonMagics"].auto is False
+
+
+def test_show_compare_and_config_in_a_terminal(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_cell("%%carbon first --quiet --phase train\nsum(range(10_000))\n")
+    ip.run_cell("%%carbon second --quiet --phase inference --items 10\nsum(range(10_000))\n")
+    capsys.readouterr()
+    first = next(r for r in stored_runs() if r.label == "first")
+    assert ip.run_cell(f"%carbon show {first.id[:8]}").success
+    assert "carbon: first  ok" in capsys.readouterr().out
+    assert ip.run_cell("%carbon compare first second --by label").success
+    table = capsys.readouterr().out
+    assert "first" in table and "second" in table and "CO2e" in table
+    assert ip.run_cell("%carbon config").success
+    config = capsys.readouterr().out
+    assert "CarbonMagics.interval" in config and "intensity in force" in config
+    missing = ip.run_cell("%carbon compare nothing-like-this")
+    assert isinstance(missing.error_in_exec, UsageError)
+    assert "no finished runs match" in str(missing.error_in_exec)
