@@ -290,10 +290,12 @@ class Tracker:
         try:
             getattr(self._sink, method)(*args)
         except Exception as exc:
+            # Said once per process: with per-cell tracking a broken store would
+            # otherwise repeat itself under every cell.
             notice_once(
-                f"sink-failed-{self.id}",
+                "sink-failed",
                 f"carbon-jupyter: could not save run {self.id[:8]} ({exc}). "
-                "Measuring goes on; the run is kept in memory and returned.",
+                "Measuring goes on; runs are kept in memory and returned.",
             )
 
     # -- context manager and decorator ---------------------------------------------------
