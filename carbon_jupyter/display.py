@@ -416,7 +416,8 @@ class LiveView:
         self._handle = _display(self._live_bundle(), display_id=True)
         if self._handle is None:
             raise RuntimeError("the notebook gave no display handle")
-        self._unsubscribe = t.subscribe(self._on_samples)
+        # The view appears after the run started: take the samples so far first.
+        self._unsubscribe = t.subscribe(self._on_samples, replay=True)
 
     def _live_bundle(self) -> Bundle:
         text = f"carbon: measuring {self.title}".rstrip()

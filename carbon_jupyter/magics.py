@@ -160,17 +160,18 @@ class CarbonMagics(Magics):
         """Whether every cell is tracked (``%carbon auto on``)."""
         return self._auto
 
-    def _execution_count(self) -> int | None:
-        """The In[n] number of the cell running now.
+    def _execution_count(self, before_cell: bool = False) -> int | None:
+        """The In[n] number of the cell running now (or about to run, ``before_cell``).
 
         IPython 8 increments its counter after a cell, IPython 9 before it; the
-        input history holds the running cell in both, so its length tells.
+        input history holds every stored cell in both, the running one included
+        once it has started, so its length tells.
         """
         if self.shell is None:
             return None
         history = getattr(self.shell, "history_manager", None)
         if self._store_history and history is not None:
-            return len(history.input_hist_raw) - 1
+            return len(history.input_hist_raw) - (0 if before_cell else 1)
         return int(self.shell.execution_count)
 
     # -- hooks --------------------------------------------------------------------------
@@ -184,7 +185,7 @@ class CarbonMagics(Magics):
             and not self._raw_cell.lstrip().startswith("%%carbon")
         ):
             try:
-                self._auto_tracker = self._tracker(None, {}).start()
+                self._auto_tracker = self._tracker(None, {}, before_cell=True).start()
             except CarbonError as exc:
                 print(f"carbon: auto tracking is off for this cell: {exc}")
                 self._auto_tracker = None
@@ -209,7 +210,9 @@ class CarbonMagics(Magics):
         print(f"[carbon] {fmt.one_line(run)}")
 
     # -- building a tracker -------------------------------------------------------------
-    def _tracker(self, label: str | None, options: dict[str, Any]) -> Any:
+    def _tracker(
+        self, label: str | None, options: dict[str, Any], before_cell: bool = False
+    ) -> Any:
         from carbon_jupyter.tracker import Tracker
 
         def pick(name: str) -> Any:
@@ -217,7 +220,7 @@ class CarbonMagics(Magics):
             return value if value is not None else getattr(self, name)
 
         tags = dict(options.get("tags") or {})
-        count = self._execution_count()
+        count = self._execution_count(before_cell)
         if count is not None:
             tags.setdefault("execution_count", str(count))
         return Tracker(

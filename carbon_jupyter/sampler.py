@@ -126,10 +126,16 @@ class Sampler:
     def running(self) -> bool:
         return self._thread is not None and self._stopped_at is None
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(samples)`` after every tick; returns a function that unsubscribes."""
+    def subscribe(self, listener: Listener, *, replay: bool = False) -> Callable[[], None]:
+        """Call ``listener(samples)`` after every tick; returns a function that unsubscribes.
+
+        ``replay=True`` first hands the listener every sample taken so far (a view
+        that appears after the run started), in order, before any new tick.
+        """
         with self._lock:
             self._listeners.append(listener)
+            if replay and self._samples:
+                self._notify(listener, list(self._samples), locked=True)
 
         def unsubscribe() -> None:
             with self._lock:
@@ -192,7 +198,7 @@ class Sampler:
             except Exception as exc:  # never let the thread die silently
                 logger.exception("carbon-jupyter sampler tick failed: %s", exc)
 
-    def _notify(self, listener: Listener, samples: Sequence[Sample]) -> None:
+    def _notify(self, listener: Listener, samples: Sequence[Sample], locked: bool = False) -> None:
         try:
             listener(samples)
         except Exception as exc:
@@ -201,6 +207,9 @@ class Sampler:
                 f"carbon-jupyter: a live view stopped updating ({type(exc).__name__}: {exc}); "
                 "the measurement goes on",
             )
+            if locked:
+                self._listeners.remove(listener)
+                return
             with self._lock:
                 if listener in self._listeners:
                     self._listeners.remove(listener)

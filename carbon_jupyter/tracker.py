@@ -235,11 +235,16 @@ class Tracker:
         self._to_sink("finish_run", run)
         return run
 
-    def subscribe(self, listener: Callable[[Sequence[Sample]], None]) -> Callable[[], None]:
-        """Receive each tick's samples from the sampler thread (live views)."""
+    def subscribe(
+        self, listener: Callable[[Sequence[Sample]], None], *, replay: bool = False
+    ) -> Callable[[], None]:
+        """Receive each tick's samples from the sampler thread (live views).
+
+        ``replay=True`` first delivers the samples taken before subscribing.
+        """
         if self._sampler is None:
             raise TrackingError("subscribe after start(): the sampler does not exist yet")
-        return self._sampler.subscribe(listener)
+        return self._sampler.subscribe(listener, replay=replay)
 
     def snapshot(self) -> Run:
         """The run as measured so far (status ``running`` while live)."""

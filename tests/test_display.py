@@ -375,3 +375,18 @@ def test_a_run_as_a_cells_value_shows_its_summary() -> None:
     html = run._repr_html_()
     assert html == display.summary_html(run)
     assert "&lt;script&gt;" in html and "<script>alert" not in html
+
+
+def test_a_view_shown_after_the_run_started_plots_the_earlier_samples(
+    shell: InteractiveShell,
+) -> None:
+    t = tracker().start()
+    seen: list[Any] = []
+    t.subscribe(seen.extend)
+    wait_for(lambda: len(seen) >= 3)  # ticks taken before the view exists
+    with capture_output():
+        view = display.LiveView(t, mode="html", min_update_s=0.0).start()
+        wait_for(lambda: view.updates >= 1)
+        plotted = list(view.plot.source.data["t_s"])
+        view.finish(t.stop())
+    assert seen[0].t_s in plotted

@@ -242,3 +242,17 @@ def test_show_compare_and_config_in_a_terminal(
     missing = ip.run_cell("%carbon compare nothing-like-this")
     assert isinstance(missing.error_in_exec, UsageError)
     assert "no finished runs match" in str(missing.error_in_exec)
+
+
+def test_a_cell_tracked_by_auto_mode_has_its_number_while_it_runs(ip: InteractiveShell) -> None:
+    ip.run_cell("%carbon auto on", store_history=True)
+    probe = (
+        "import os\n"
+        "from carbon_jupyter.store import open_store\n"
+        "live = open_store(os.environ['CARBON_JUPYTER_DB']).runs(status='running')\n"
+        "live_count = live[0].tags['execution_count']\n"
+    )
+    result = ip.run_cell(probe, store_history=True)
+    ip.run_cell("%carbon auto off", store_history=True)
+    assert result.success, result.error_in_exec
+    assert ip.user_ns["live_count"] == str(result.execution_count)

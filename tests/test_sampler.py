@@ -196,3 +196,15 @@ def test_start_twice_and_stop_before_start_are_errors() -> None:
     with pytest.raises(TrackingError, match="already started"):
         sampler.start()
     sampler.stop()
+
+
+def test_a_late_listener_gets_the_samples_so_far_first() -> None:
+    clock, event = FakeClock(), ManualEvent()
+    sampler = Sampler([CounterSensor(clock, 5.0)], interval_s=1.0, clock=clock, event=event)
+    run_sampler(sampler, event, clock, [1.0, 1.0])
+    received: list[Sample] = []
+    sampler.subscribe(received.extend, replay=True)
+    clock.now += 1.0
+    event.tick()
+    sampler.stop()
+    assert [s.t_s for s in received] == pytest.approx([1.0, 2.0, 3.0, 3.0])

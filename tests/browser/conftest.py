@@ -9,10 +9,17 @@ Fixtures
     kernel measures a replayed A100 next to the real CPU. Stopped after the
     last browser test (terminate, then kill); its log stays in
     ``test-artifacts/jupyter-lab.log``.
+``jupyter_notebook7`` (module) -> :class:`JupyterLab`
+    The same for Notebook 7 (``jupyter notebook``, the ``notebook`` package
+    7.x, on JupyterLab's server and extensions): notebooks open at
+    ``/notebooks/<path>``, the home page is ``/tree``. One per test module
+    that asks for it; its log is ``test-artifacts/jupyter-notebook7.log``.
+    Skipped (failed on CI) when ``notebook>=7`` is not installed.
 ``lab`` (function) -> :class:`LabPage`
     A page in Debian's Chromium with a fresh profile, logged in to that
     server. :func:`open_lab_page` gives the same for fixtures of a wider
-    scope (a module that drives one notebook through several tests).
+    scope (a module that drives one notebook through several tests); given
+    the Notebook 7 server it drives Notebook 7's pages instead.
 
 Typical use::
 
@@ -81,6 +88,44 @@ SERVER_START_TIMEOUT_S = 90.0
 PAGE_TIMEOUT_S = 90.0
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JupyterApp:
+    """Which Jupyter frontend a server runs, and where its pages are."""
+
+    title: str  # for messages: "jupyter lab"
+    module: str  # started as ``python -m <module>``
+    home_path: str  # the page that logs in: /<home_path>?token=...
+    notebook_path: str  # a notebook opens at /<notebook_path>/<name>
+    shell_selector: str  # present once the page's application has started
+    log_name: str  # test-artifacts/<log_name>
+    extra_args: tuple[str, ...] = ()
+
+
+# No news and no update checks (the machines running the tests are offline).
+LAB_QUIET = (
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+)
+JUPYTER_LAB = JupyterApp(
+    title="jupyter lab",
+    module="jupyterlab",
+    home_path="lab",
+    notebook_path="lab/tree",
+    shell_selector="#jp-main-dock-panel",
+    log_name="jupyter-lab.log",
+    extra_args=LAB_QUIET,
+)
+NOTEBOOK_7 = JupyterApp(
+    title="jupyter notebook",
+    module="notebook",
+    home_path="tree",
+    notebook_path="notebooks",
+    shell_selector="#main-panel",
+    log_name="jupyter-notebook7.log",
+    extra_args=LAB_QUIET,  # Notebook 7 runs JupyterLab's server extension too
+)
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -164,7 +209,7 @@ def notebook_json(cells: Sequence[str | tuple[str, str]]) -> Any:
 # -- the server ---------------------------------------------------------------------------
 @dataclass
 class JupyterLab:
-    """A running ``jupyter lab`` server and the folders it uses."""
+    """A running ``jupyter lab`` (or, with ``app=NOTEBOOK_7``, ``jupyter notebook``) server."""
 
     url: str
     token: str
@@ -173,9 +218,18 @@ class JupyterLab:
     log_path: Path
     env: dict[str, str]
     process: subprocess.Popen[bytes] = field(repr=False)
+    app: JupyterApp = JUPYTER_LAB
 
     def lab_url(self, notebook: str) -> str:
         return f"{self.url}/lab/tree/{notebook}?token={self.token}"
+
+    def home_url(self) -> str:
+        """The page that logs in: ``/lab`` in JupyterLab, ``/tree`` in Notebook 7."""
+        return f"{self.url}/{self.app.home_path}?token={self.token}"
+
+    def notebook_url(self, notebook: str) -> str:
+        """The page of ``notebook``: ``/lab/tree/<path>``; ``/notebooks/<path>`` in Notebook 7."""
+        return f"{self.url}/{self.app.notebook_path}/{notebook}?token={self.token}"
 
     def write_notebook(self, name: str, cells: Sequence[str | tuple[str, str]]) -> Path:
         """Write a notebook of ``cells`` into the server's root folder; returns its path."""
@@ -249,25 +303,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="package")
-def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
-    """A JupyterLab server for the browser tests (see the module docs).
-
-    Package-scoped: it stops when the last test of tests/browser is done, so
-    the tests after them see no server or kernel among their child processes.
-    """
-    base = tmp_path_factory.mktemp("jupyter-lab")
+@contextlib.contextmanager
+def start_server(app: JupyterApp, base: Path) -> Iterator[JupyterLab]:
+    """Run ``app`` with its folders under ``base`` until the block ends (see the module docs)."""
     root = base / "notebooks"
     root.mkdir()
     env = _server_env(base)
     token = secrets.token_hex(16)
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "jupyter-lab.log"
+    log_path = ARTIFACTS / app.log_name
     command = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        app.module,
         "--no-browser",
         "--allow-root",
         "--ip=127.0.0.1",
@@ -275,8 +324,7 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        *app.extra_args,
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
@@ -288,11 +336,12 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab
         log_path=log_path,
         env=env,
         process=process,
+        app=app,
     )
 
     def ready() -> bool:
         if process.poll() is not None:
-            pytest.fail(f"jupyter lab exited with {process.returncode}\n{server.log_tail()}")
+            pytest.fail(f"{app.title} exited with {process.returncode}\n{server.log_tail()}")
         try:
             return bool(server.api("status", timeout_s=2.0))
         except (OSError, urllib.error.URLError, ValueError):
@@ -302,13 +351,44 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab
         poll(
             ready,
             timeout_s=SERVER_START_TIMEOUT_S,
-            what="jupyter lab to answer /api/status",
+            what=f"{app.title} to answer /api/status",
             interval_s=0.25,
             diagnose=server.log_tail,
         )
         yield server
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="package")
+def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    """A JupyterLab server for the browser tests (see the module docs).
+
+    Package-scoped: it stops when the last test of tests/browser is done, so
+    the tests after them see no server or kernel among their child processes.
+    """
+    with start_server(JUPYTER_LAB, tmp_path_factory.mktemp("jupyter-lab")) as server:
+        yield server
+
+
+def notebook7_version() -> str | None:
+    """The installed ``notebook`` package's version when it is 7.x, else None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("notebook")
+    except PackageNotFoundError:
+        return None
+    return found if found.split(".")[0] == "7" else None
+
+
+@pytest.fixture(scope="module")
+def jupyter_notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    """A Notebook 7 server for one test module (see the module docs)."""
+    if notebook7_version() is None:
+        unavailable("Notebook 7 is not installed (pip install 'notebook>=7,<8')")
+    with start_server(NOTEBOOK_7, tmp_path_factory.mktemp("jupyter-notebook7")) as server:
+        yield server
 
 
 # -- the browser --------------------------------------------------------------------------
@@ -445,7 +525,7 @@ class KernelFrames:
 
 
 class LabPage:
-    """One Chromium page on the JupyterLab server, with the steps a user takes."""
+    """One Chromium page on the server (JupyterLab or Notebook 7), with the steps a user takes."""
 
     def __init__(self, page: Any, server: JupyterLab, artifact_prefix: str) -> None:
         self.page = page
@@ -498,14 +578,14 @@ class LabPage:
 
     # -- steps --------------------------------------------------------------------------
     def login(self) -> None:
-        """Open Lab with the token (sets the login cookie)."""
-        self.page.goto(f"{self.server.url}/lab?token={self.server.token}")
-        self.page.wait_for_selector("#jp-main-dock-panel", timeout=PAGE_TIMEOUT_S * 1000)
+        """Open the home page with the token (sets the login cookie)."""
+        self.page.goto(self.server.home_url())
+        self.page.wait_for_selector(self.server.app.shell_selector, timeout=PAGE_TIMEOUT_S * 1000)
 
     def open_notebook(self, name: str, *, timeout_s: float = PAGE_TIMEOUT_S) -> None:
         """Open ``name`` (relative to the server's root) and wait for its kernel to be idle."""
         self.notebook = name
-        self.page.goto(self.server.lab_url(name))
+        self.page.goto(self.server.notebook_url(name))
         self._wait_notebook_shown(timeout_s)
         self.wait_kernel_idle(timeout_s=timeout_s)
 
