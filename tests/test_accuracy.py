@@ -123,3 +123,30 @@ def test_counter_energy_does_not_depend_on_the_interval(
     )
     assert len([s for s in run.samples if s.device_id.startswith("cpu")]) == 1
     assert measured == pytest.approx(truth, rel=0.005)
+
+
+def test_only_findings_a_user_can_act_on_are_said_in_a_notebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    monkeypatch.setenv("CARBON_JUPYTER_POWERCAP_ROOT", str(tmp_path / "no-tree"))
+    with caplog.at_level(logging.INFO, logger="carbon_jupyter"):
+        found = discover()
+    assert any("no RAPL powercap tree" in p for p in found.problems)  # doctor shows it
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert not any("no RAPL powercap tree" in r.getMessage() for r in warnings)
+    assert any("no RAPL powercap tree" in r.getMessage() for r in infos)
+    # A tree the kernel exposes but cannot read is the user's to fix: said at WARNING.
+    reset_sensors()
+    tree = FakePowercap(tmp_path / "garbled")
+    package = tree.add_package(0)
+    (package / "energy_uj").write_text("not a number\\n")
+    monkeypatch.setenv("CARBON_JUPYTER_POWERCAP_ROOT", str(tree.root))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="carbon_jupyter"):
+        discover()
+    assert any(
+        r.levelno == logging.WARNING and "rapl" in r.getMessage().lower() for r in caplog.records
+    )

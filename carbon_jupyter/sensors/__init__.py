@@ -73,20 +73,14 @@ def discover(
         found = _probe_all(gpus, powercap_root)
         _cache[key] = found
     for probe in found.probes if announce else ():
-        if probe.source == "nvml" and not probe.sensors and _no_nvidia_stack(probe):
-            # A machine without NVIDIA software expects no GPU: logged quietly, and
-            # `carbon-jupyter doctor` still says it.
-            logger.info("carbon-jupyter: %s", "; ".join(probe.problems))
-            continue
         for problem in probe.problems:
-            notice_once(f"probe:{problem}", f"carbon-jupyter: {problem}")
+            if probe.expected:
+                # How this machine is (a VM without RAPL, no NVIDIA software): logged
+                # quietly; `carbon-jupyter doctor` and every run's methods still show it.
+                logger.info("carbon-jupyter: %s", problem)
+            else:
+                notice_once(f"probe:{problem}", f"carbon-jupyter: {problem}")
     return found
-
-
-def _no_nvidia_stack(probe: Probe) -> bool:
-    from carbon_jupyter.sensors.nvml import NO_GPU_PROBLEM
-
-    return all(p.startswith(NO_GPU_PROBLEM) for p in probe.problems)
 
 
 def reset() -> None:

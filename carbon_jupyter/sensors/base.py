@@ -60,9 +60,12 @@ class Probe:
     """What probing one source found: sensors that work, or why there are none.
 
     ``problems`` are the sentences ``carbon-jupyter doctor`` prints: each names
-    what failed and, where the user can fix it, how.
+    what failed and, where the user can fix it, how. ``expected`` marks findings
+    that are simply how this machine is (no RAPL tree in a VM, no NVIDIA
+    software on a laptop): doctor prints them, notebooks do not repeat them.
     """
 
     source: str
     sensors: tuple[Sensor, ...]
     problems: tuple[str, ...] = ()
+    expected: bool = False

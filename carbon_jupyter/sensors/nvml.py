@@ -592,14 +592,14 @@ def probe(
             _code(nvml, "NVML_ERROR_DRIVER_NOT_LOADED"),
         )
         if exc.value in absent:
-            return Probe(SOURCE, (), (NO_GPU_PROBLEM,))
+            return Probe(SOURCE, (), (NO_GPU_PROBLEM,), expected=True)
         return Probe(
             SOURCE,
             (),
             (f"NVML could not start: {_reason(nvml, exc)}. GPU energy is not measured.",),
         )
     except OSError as exc:  # a broken libnvidia-ml.so
-        return Probe(SOURCE, (), (f"{NO_GPU_PROBLEM} ({exc})",))
+        return Probe(SOURCE, (), (f"{NO_GPU_PROBLEM} ({exc})",), expected=True)
 
     session = _Session(nvml)
     session.acquire()  # held while probing, so a sensor closed early cannot shut NVML down

@@ -191,6 +191,7 @@ def probe(root: str | os.PathLike[str] | None = None, *, tree: ProcessTree | Non
                 f"/sys/class/powercap), so CPU energy is estimated with the CPU model instead; "
                 f"set {ROOT_ENV} if the tree is mounted elsewhere",
             ),
+            expected=True,
         )
     problems: list[str] = []
     readable: list[tuple[str, Kind, str, Path]] = []
