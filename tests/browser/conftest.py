@@ -834,3 +834,94 @@ def lab(
         yield page
         if failed_test(request):
             print(f"\nscreenshot of the failure: {page.screenshot('failed')}")
+
+
+# -- what the tests read of carbon-jupyter's own output -----------------------------------
+SAMPLES_SOURCE = "carbon-samples"
+CPU_METHODS = ("cpu-model", "rapl")  # which one depends on whether RAPL is readable here
+NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+WATTS = re.compile(rf"^{NUMBER} W$")
+PANEL = "#carbon-jupyter-panel"
+
+
+def assert_static_run_output(lab: LabPage, cell: int, *, label: str, min_rows: int) -> None:
+    """``cell`` shows one static Bokeh plot of the whole run and the summary under it."""
+    output = lab.output(cell)
+    state = poll(
+        lambda: (
+            output.locator(".carbon-jupyter-run").count() == 1
+            and (s := lab.bokeh_state(cell))["roots"] >= 1
+            and s
+        ),
+        timeout_s=30,
+        what=f"the static plot to render in cell {cell}",
+        diagnose=lambda: f"{output.inner_text()}\n{lab.diagnose()}",
+    )
+    assert state["roots"] == 1, state  # the live widget is gone; only the static plot is left
+    rows = [s["rows"] for s in state["sources"] if s["name"] == SAMPLES_SOURCE]
+    assert rows and rows[0] >= min_rows, (state, min_rows)
+    assert output.locator(".carbon-jupyter-run [data-root-id]").count() == 1
+    summary = output.locator(".carbon-jupyter-summary").inner_text()
+    assert f"carbon: {label}" in summary, summary
+    assert "CO2e" in summary, summary
+    assert re.search(r"\d[\d.]* (m|k)?Wh", summary), summary
+    assert "replay" in summary and any(m in summary for m in CPU_METHODS), summary
+
+
+class CarbonPanel:
+    """The parts of the Carbon sidebar panel a user reads, by their accessible names."""
+
+    def __init__(self, lab: LabPage) -> None:
+        self.lab = lab
+        page = lab.page
+        self.root = page.locator(PANEL)
+        self.switch = page.get_by_role("switch", name="Track every cell")
+        self.power = self.root.locator('output[aria-label="Kernel power"]')
+        self.chart = self.root.locator('svg[aria-label="Power by device"]')
+        self.energy = self.root.locator('output[aria-label="Session energy"]')
+        self.co2 = self.root.locator('output[aria-label="Session CO2"]')
+        self.intensity = self.root.locator('output[aria-label="Carbon intensity"]')
+        self.machine = self.root.locator('output[aria-label="Machine power"]')
+        self.rows = self.root.locator('table[aria-label="Latest runs"] tbody tr[data-run-id]')
+        self.error = self.root.locator(".cj-error")
+        self.status = page.locator('[aria-label="Carbon status"]')  # JupyterLab only
+
+    def text(self, locator: Any) -> str:
+        return str(locator.inner_text()).strip()
+
+    def number(self, locator: Any) -> float | None:
+        """The leading number of an output ('0.123', '0.05 (estimate)'), None for '–'."""
+        match = re.match(NUMBER, self.text(locator))
+        return float(match.group(0)) if match else None
+
+    def chart_lines(self) -> list[str]:
+        """The ``points`` of every line drawn in the chart."""
+        points = self.chart.locator("polyline").evaluate_all(
+            "(lines) => lines.map((l) => l.getAttribute('points') || '')"
+        )
+        return [str(p) for p in points if str(p).strip()]
+
+    def table(self) -> list[dict[str, str]]:
+        """The runs table, newest first: run id and the five cells of each row."""
+        rows = self.rows.evaluate_all(
+            "(rows) => rows.map((r) => [r.getAttribute('data-run-id'),"
+            " ...[...r.querySelectorAll('td')].map((td) => td.textContent.trim())])"
+        )
+        names = ("id", "run", "time", "wh", "co2_g", "status")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def describe(self) -> str:
+        shown = self.root.count() and self.root.is_visible()
+        parts = {
+            "visible": shown,
+            "switch checked": self.switch.is_checked() if self.switch.count() else None,
+            "switch disabled": self.switch.is_disabled() if self.switch.count() else None,
+            "power": self.text(self.power) if shown else None,
+            "energy": self.text(self.energy) if shown else None,
+            "co2": self.text(self.co2) if shown else None,
+            "machine": self.text(self.machine) if shown else None,
+            "rows": self.table(),
+            "status bar": self.text(self.status) if self.status.count() else None,
+            "error": self.text(self.error) if self.error.count() else None,
+        }
+        return f"panel: {parts}\n{self.lab.diagnose()}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,10 +25,12 @@ import pytest
 
 from tests.browser.conftest import (
     ARTIFACTS,
+    SAMPLES_SOURCE,
     JupyterLab,
     KernelFrame,
     KernelFrames,
     LabPage,
+    assert_static_run_output,
     failed_test,
     open_lab_page,
     poll,
@@ -45,9 +46,7 @@ CELLS = [
     "%%carbon live-test --interval 0.2\nimport time; time.sleep(6)",
     "%carbon compare live-test warm-up --by label",
 ]
-SAMPLES = "carbon-samples"
 READING_SPACING_S = 1.5
-CPU_METHODS = ("cpu-model", "rapl")  # which one depends on whether RAPL is readable here
 
 
 @dataclass
@@ -72,7 +71,7 @@ class LiveRun:
 def _live_sources(lab: LabPage) -> dict[str, int]:
     """Rows per source of the power plot in the live cell, by Bokeh model id."""
     sources = lab.bokeh_state(LIVE_CELL)["sources"]
-    return {str(s["id"]): int(s["rows"]) for s in sources if s["name"] == SAMPLES}
+    return {str(s["id"]): int(s["rows"]) for s in sources if s["name"] == SAMPLES_SOURCE}
 
 
 def _read_while_running(lab: LabPage) -> list[Reading]:
@@ -167,7 +166,7 @@ def live(
         lab.run_cell(1)
         lab.screenshot("1-warm-up")
 
-        lab.start_bokeh_recorder(LIVE_CELL, SAMPLES)
+        lab.start_bokeh_recorder(LIVE_CELL, SAMPLES_SOURCE)
         started_s = time.monotonic()
         before = lab.execution_count(LIVE_CELL)
         lab.run_cell(LIVE_CELL, wait=False)
@@ -200,30 +199,6 @@ def _screenshot_on_failure(live: LiveRun, request: pytest.FixtureRequest) -> Ite
         print(f"\nscreenshot of the failure: {live.lab.screenshot(request.node.name + '-failed')}")
 
 
-def _assert_final_output(lab: LabPage, *, min_rows: int) -> None:
-    """The live cell shows one static Bokeh plot of the whole run and the summary."""
-    output = lab.output(LIVE_CELL)
-    state = poll(
-        lambda: (
-            output.locator(".carbon-jupyter-run").count() == 1
-            and (s := lab.bokeh_state(LIVE_CELL))["roots"] >= 1
-            and s
-        ),
-        timeout_s=30,
-        what="the static plot to render in the live cell",
-        diagnose=lambda: f"{output.inner_text()}\n{lab.diagnose()}",
-    )
-    assert state["roots"] == 1, state  # the live widget is gone; only the static plot is left
-    rows = [s["rows"] for s in state["sources"] if s["name"] == SAMPLES]
-    assert rows and rows[0] >= min_rows, state
-    assert output.locator(".carbon-jupyter-run [data-root-id]").count() == 1
-    summary = output.locator(".carbon-jupyter-summary").inner_text()
-    assert "carbon: live-test" in summary
-    assert "CO2e" in summary
-    assert re.search(r"\d[\d.]* (m|k)?Wh", summary), summary
-    assert "replay" in summary and any(m in summary for m in CPU_METHODS), summary
-
-
 def test_plot_grows_while_the_cell_is_running(live: LiveRun) -> None:
     rows = [r.rows for r in live.readings]
     assert len(rows) >= 3, f"only {len(rows)} readings while the cell ran: {rows}"
@@ -236,7 +211,9 @@ def test_plot_grows_while_the_cell_is_running(live: LiveRun) -> None:
 
 
 def test_static_plot_and_summary_replace_the_live_view(live: LiveRun) -> None:
-    _assert_final_output(live.lab, min_rows=max(r.rows for r in live.readings))
+    assert_static_run_output(
+        live.lab, LIVE_CELL, label="live-test", min_rows=max(r.rows for r in live.readings)
+    )
     live.lab.screenshot("4-final")
     # The page's own messages to the finished widget still found it open: no kernel errors.
     assert live.metrics["kernel_no_such_comm_errors_after_cell"] == 0, live.metrics
@@ -256,7 +233,7 @@ def test_results_survive_save_and_reload(live: LiveRun, jupyter_lab: JupyterLab)
     assert "application/vnd.jupyter.widget-view+json" not in mime_types
 
     lab.reload()
-    _assert_final_output(lab, min_rows=2)
+    assert_static_run_output(lab, LIVE_CELL, label="live-test", min_rows=2)
     lab.screenshot("5-reloaded")
 
 

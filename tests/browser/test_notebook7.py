@@ -26,9 +26,13 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import (
+    SAMPLES_SOURCE,
+    WATTS,
+    CarbonPanel,
     JupyterLab,
     KernelFrames,
     LabPage,
+    assert_static_run_output,
     failed_test,
     open_lab_page,
     poll,
@@ -45,12 +49,7 @@ CELLS = [
     f"%%carbon nb7 --interval 0.2\nimport time; time.sleep({LIVE_S:g})",
     f"time.sleep({TRACKED_S:g})",
 ]
-SAMPLES = "carbon-samples"
 READING_SPACING_S = 0.3
-CPU_METHODS = ("cpu-model", "rapl")  # which one depends on whether RAPL is readable here
-PANEL = "#carbon-jupyter-panel"
-NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
-WATTS = re.compile(rf"^{NUMBER} W$")
 STEP_TIMEOUT_S = 20.0
 
 
@@ -88,7 +87,7 @@ def _screenshot_on_failure(nb7: Notebook7, request: pytest.FixtureRequest) -> It
 def _live_rows(lab: LabPage) -> list[tuple[str, int]]:
     """(source id, rows) of the power plot's sources in the live cell."""
     sources = lab.bokeh_state(LIVE_CELL)["sources"]
-    return [(str(s["id"]), int(s["rows"])) for s in sources if s["name"] == SAMPLES]
+    return [(str(s["id"]), int(s["rows"])) for s in sources if s["name"] == SAMPLES_SOURCE]
 
 
 def _read_while_running(lab: LabPage) -> list[int]:
@@ -145,26 +144,7 @@ def test_carbon_cell_shows_a_live_plot_then_the_static_plot_and_summary(nb7: Not
     assert increases >= 2, f"the plot did not keep growing while running: {readings}"
 
     # Once it ended: one static plot of the whole run, and the summary under it.
-    output = lab.output(LIVE_CELL)
-    state = poll(
-        lambda: (
-            output.locator(".carbon-jupyter-run").count() == 1
-            and (s := lab.bokeh_state(LIVE_CELL))["roots"] >= 1
-            and s
-        ),
-        timeout_s=30,
-        what="the static plot to render in the live cell",
-        diagnose=lambda: f"{output.inner_text()}\n{lab.diagnose()}",
-    )
-    assert state["roots"] == 1, state  # the live widget is gone; only the static plot is left
-    rows = [s["rows"] for s in state["sources"] if s["name"] == SAMPLES]
-    assert rows and rows[0] >= max(readings), (rows, readings)
-    assert output.locator(".carbon-jupyter-run [data-root-id]").count() == 1
-    summary = output.locator(".carbon-jupyter-summary").inner_text()
-    assert "carbon: nb7" in summary, summary
-    assert "CO2e" in summary, summary
-    assert re.search(r"\d[\d.]* (m|k)?Wh", summary), summary
-    assert "replay" in summary and any(m in summary for m in CPU_METHODS), summary
+    assert_static_run_output(lab, LIVE_CELL, label="nb7", min_rows=max(readings))
     lab.wait_kernel_idle()
     lab.screenshot("2-static")
     took_s = time.monotonic() - started_s
@@ -172,45 +152,6 @@ def test_carbon_cell_shows_a_live_plot_then_the_static_plot_and_summary(nb7: Not
 
 
 # -- the Carbon panel ---------------------------------------------------------------------
-class Panel:
-    """The parts of the Carbon panel a user reads, by their accessible names."""
-
-    def __init__(self, lab: LabPage) -> None:
-        page = lab.page
-        self.lab = lab
-        self.root = page.locator(PANEL)
-        self.switch = page.get_by_role("switch", name="Track every cell")
-        self.power = self.root.locator('output[aria-label="Kernel power"]')
-        self.energy = self.root.locator('output[aria-label="Session energy"]')
-        self.machine = self.root.locator('output[aria-label="Machine power"]')
-        self.rows = self.root.locator('table[aria-label="Latest runs"] tbody tr[data-run-id]')
-        self.error = self.root.locator(".cj-error")
-
-    def text(self, locator: Any) -> str:
-        return str(locator.inner_text()).strip()
-
-    def table(self) -> list[dict[str, str]]:
-        """The runs table: run id and the five cells of each row, newest first."""
-        rows = self.rows.evaluate_all(
-            "(rows) => rows.map((r) => [r.getAttribute('data-run-id'),"
-            " ...[...r.querySelectorAll('td')].map((td) => td.textContent.trim())])"
-        )
-        names = ("id", "run", "time", "wh", "co2_g", "status")
-        return [dict(zip(names, row, strict=True)) for row in rows]
-
-    def describe(self) -> str:
-        parts = {
-            "visible": self.root.is_visible(),
-            "switch checked": self.switch.is_checked() if self.switch.count() else None,
-            "power": self.text(self.power),
-            "energy": self.text(self.energy),
-            "machine": self.text(self.machine),
-            "rows": self.table(),
-            "error": self.text(self.error),
-        }
-        return f"panel: {parts}\n{self.lab.diagnose()}"
-
-
 def _show_carbon_from_the_view_menu(lab: LabPage) -> None:
     """View > Right Sidebar > Show Carbon, as a user opens it in Notebook 7."""
     page = lab.page
@@ -236,7 +177,7 @@ def test_carbon_panel_tracks_every_cell(nb7: Notebook7, jupyter_notebook7: Jupyt
     kernel = jupyter_notebook7.kernel_for(NOTEBOOK)
     assert kernel is not None
     kernel_id = str(kernel["id"])
-    panel = Panel(lab)
+    panel = CarbonPanel(lab)
 
     # 1. Hidden at first; View > Right Sidebar > Show Carbon opens it for this notebook.
     assert not panel.root.is_visible(), panel.describe()

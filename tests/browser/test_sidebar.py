@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import JupyterLab, LabPage, poll
+from tests.browser.conftest import NUMBER, WATTS, CarbonPanel, JupyterLab, LabPage, poll
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -37,9 +37,6 @@ CELLS = [
     "t = time.time()\nwhile time.time() - t < 1:\n    pass",
     "untracked = sum(i * i for i in range(100_000))",
 ]
-PANEL = "#carbon-jupyter-panel"
-NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
-WATTS = re.compile(rf"^{NUMBER} W$")
 STATUS_TEXT = re.compile(rf"^⚡ (idle|{NUMBER} W) · ({NUMBER}|–) g CO₂$")
 STEP_TIMEOUT_S = 20.0
 
@@ -70,63 +67,6 @@ def stored_run_ids(server: JupyterLab, kernel_id: str) -> set[str]:
 
 
 # -- reading the panel --------------------------------------------------------------------
-class Panel:
-    """The parts of the Carbon panel a user reads, by their accessible names."""
-
-    def __init__(self, lab: LabPage) -> None:
-        self.lab = lab
-        page = lab.page
-        self.root = page.locator(PANEL)
-        self.switch = page.get_by_role("switch", name="Track every cell")
-        self.power = self.root.locator('output[aria-label="Kernel power"]')
-        self.chart = self.root.locator('svg[aria-label="Power by device"]')
-        self.energy = self.root.locator('output[aria-label="Session energy"]')
-        self.co2 = self.root.locator('output[aria-label="Session CO2"]')
-        self.intensity = self.root.locator('output[aria-label="Carbon intensity"]')
-        self.machine = self.root.locator('output[aria-label="Machine power"]')
-        self.rows = self.root.locator('table[aria-label="Latest runs"] tbody tr[data-run-id]')
-        self.error = self.root.locator(".cj-error")
-        self.status = page.locator('[aria-label="Carbon status"]')
-
-    def text(self, locator: Any) -> str:
-        return str(locator.inner_text()).strip()
-
-    def number(self, locator: Any) -> float | None:
-        """The leading number of an output ('0.123', '0.05 (estimate)'), None for '–'."""
-        match = re.match(NUMBER, self.text(locator))
-        return float(match.group(0)) if match else None
-
-    def chart_lines(self) -> list[str]:
-        """The ``points`` of every line drawn in the chart."""
-        points = self.chart.locator("polyline").evaluate_all(
-            "(lines) => lines.map((l) => l.getAttribute('points') || '')"
-        )
-        return [str(p) for p in points if str(p).strip()]
-
-    def table(self) -> list[dict[str, str]]:
-        """The runs table: run id and the five cells of each row."""
-        rows = self.rows.evaluate_all(
-            "(rows) => rows.map((r) => [r.getAttribute('data-run-id'),"
-            " ...[...r.querySelectorAll('td')].map((td) => td.textContent.trim())])"
-        )
-        names = ("id", "run", "time", "wh", "co2_g", "status")
-        return [dict(zip(names, row, strict=True)) for row in rows]
-
-    def describe(self) -> str:
-        parts = {
-            "switch checked": self.switch.is_checked(),
-            "switch disabled": self.switch.is_disabled(),
-            "power": self.text(self.power),
-            "energy": self.text(self.energy),
-            "co2": self.text(self.co2),
-            "machine": self.text(self.machine),
-            "rows": self.table(),
-            "status bar": self.text(self.status) if self.status.count() else None,
-            "error": self.text(self.error),
-        }
-        return f"panel: {parts}\n{self.lab.diagnose()}"
-
-
 def close_to(shown: float | None, expected: float) -> bool:
     """A figure shown with three significant figures matches ``expected``."""
     return shown is not None and math.isclose(shown, expected, rel_tol=0.01, abs_tol=1e-9)
@@ -145,7 +85,7 @@ def wait_for_polls(lab: LabPage, kernel_id: str, count: int = 2) -> None:
 
 
 # -- the steps ----------------------------------------------------------------------------
-def open_panel(lab: LabPage, panel: Panel) -> None:
+def open_panel(lab: LabPage, panel: CarbonPanel) -> None:
     lab.page.locator('.jp-SideBar li[data-id="carbon-jupyter-panel"]').click()
     panel.root.wait_for(state="visible", timeout=STEP_TIMEOUT_S * 1000)
     # The kernel answered whether carbon-jupyter is importable: the switch becomes usable.
@@ -159,7 +99,7 @@ def open_panel(lab: LabPage, panel: Panel) -> None:
     assert NOTEBOOK in panel.text(panel.root.locator(".cj-notebook")), panel.describe()
 
 
-def set_switch(panel: Panel, on: bool) -> None:
+def set_switch(panel: CarbonPanel, on: bool) -> None:
     """Click the switch and wait until the kernel confirmed the new state."""
     panel.switch.click()
 
@@ -175,7 +115,7 @@ def set_switch(panel: Panel, on: bool) -> None:
     assert panel.text(panel.error) == "", panel.describe()
 
 
-def watch_long_cell(lab: LabPage, panel: Panel) -> dict[str, Any]:
+def watch_long_cell(lab: LabPage, panel: CarbonPanel) -> dict[str, Any]:
     """While the long cell runs: the live power, the chart and the status bar.
 
     ``most_points``: the most points one line of the chart had while the cell ran
@@ -219,7 +159,7 @@ def test_sidebar_follows_the_kernel_while_tracking_is_on(
     kernel = jupyter_lab.kernel_for(NOTEBOOK)
     assert kernel is not None
     kernel_id = str(kernel["id"])
-    panel = Panel(lab)
+    panel = CarbonPanel(lab)
 
     # 1. The panel, for this notebook, before anything ran.
     open_panel(lab, panel)
