@@ -17,7 +17,24 @@ A reading carries whichever of these the device can give:
 * ``utilization_pct`` and ``memory_used_b`` for the live view.
 
 Sensors raise :class:`carbon_jupyter.errors.SensorError` when a reading fails;
-the sampler then drops that sensor for the rest of the run and says so once.
+the sampler then drops that sensor for the rest of the run, says so once, and
+records it in the run's warnings.
+
+A counter need not be hardware's own: a source that integrates power itself
+(the CPU model, a GPU's buffered driver samples) may return its running total
+as ``counter_j`` with no range, and the sampler treats it as a counter.
+
+Optional members a sensor may have (read through the helpers below, so
+sensors written before them keep working):
+
+* ``max_power_w`` - the most power the device can plausibly draw, in watts.
+  A counter step that implies more is a glitch, not a wrap, and the sampler
+  reads a wrapping counter at least twice per ``counter_range_j / max_power_w``.
+* ``read_energy()`` - a cheap reading of the counter (or power) alone, for the
+  sampler's private fast reads between the user's ticks.
+* ``poll_period_s`` - for a device with power readings only, how often the
+  sampler should read its power to integrate it accurately, whatever the
+  user's interval.
 """
 
 from __future__ import annotations
@@ -69,3 +86,22 @@ class Probe:
     sensors: tuple[Sensor, ...]
     problems: tuple[str, ...] = ()
     expected: bool = False
+
+
+def max_power_w(sensor: Sensor) -> float | None:
+    """The sensor's plausible maximum power in watts, if it knows one."""
+    value = getattr(sensor, "max_power_w", None)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def poll_period_s(sensor: Sensor) -> float | None:
+    """How often a power-only sensor asks to be read, in seconds, if it asks."""
+    value = getattr(sensor, "poll_period_s", None)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def read_energy(sensor: Sensor) -> Reading:
+    """The sensor's cheap counter-or-power reading, or its full reading if it has none."""
+    fast = getattr(sensor, "read_energy", None)
+    reading: Reading = fast() if callable(fast) else sensor.read()
+    return reading
