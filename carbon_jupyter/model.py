@@ -161,6 +161,10 @@ class Run:
     user: str | None = None
     host: str | None = None
     error: str | None = None
+    #: One-line findings that may make this run's figures wrong or incomplete (a sensor
+    #: that dropped or was read late, a counter glitch, a device that could not be read,
+    #: sampled rather than counted energy). Empty when nothing is known to be wrong.
+    warnings: tuple[str, ...] = ()
     samples: tuple[Sample, ...] = field(default=(), repr=False, compare=False)
 
     # -- derived figures -------------------------------------------------------------

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar, cast
 
 from carbon_jupyter import context
+from carbon_jupyter.device_health import missing as missing_devices
 from carbon_jupyter.errors import TrackingError
 from carbon_jupyter.integrate import co2_g
 from carbon_jupyter.model import (
@@ -72,6 +73,7 @@ def build_run(
     user: str | None = None,
     host: str | None = None,
     error: str | None = None,
+    warnings: Sequence[str] = (),
     samples: Sequence[Sample] = (),
 ) -> Run:
     """Assemble a Run: sum the devices per component under ``attribution``, then CO2."""
@@ -103,6 +105,7 @@ def build_run(
         user=user,
         host=host,
         error=error,
+        warnings=tuple(dict.fromkeys(warnings)),
         samples=tuple(samples),
     )
 
@@ -170,6 +173,8 @@ class Tracker:
         self._pending: list[Sample] = []
         self._last_flush = 0.0
         self._run: Run | None = None
+        self._machine_warnings: tuple[str, ...] = ()
+        self._missing_warnings: tuple[str, ...] = ()
         self.id = str(uuid.uuid4())
         self.started_at = ""
         # Fail early on bad settings, before any code runs.
@@ -183,11 +188,14 @@ class Tracker:
     # -- lifecycle ----------------------------------------------------------------------
 
     def _discover(self) -> Sequence[Sensor]:
+        """The sensors for this run; remembers what every run on them must carry."""
         if self._sensors is not None:
             return self._sensors
         from carbon_jupyter.sensors import discover
 
-        return discover(gpus=self._gpus).sensors
+        found = discover(gpus=self._gpus)
+        self._machine_warnings = found.warnings
+        return found.sensors
 
     @property
     def running(self) -> bool:
@@ -210,6 +218,7 @@ class Tracker:
                 "this tracker was already started; make a new Tracker (or track()) per run"
             )
         sampler = Sampler(self._discover(), interval_s=self.interval_s, clock=self._clock)
+        self._missing_warnings = tuple(missing_devices(d.device_id for d in sampler.devices))
         self._sink = _default_sink() if self._sink_arg == "default" else self._sink_arg  # type: ignore[assignment]
         self.started_at = utc_now_iso()
         self._sampler = sampler
@@ -275,6 +284,7 @@ class Tracker:
             user=context.user(),
             host=context.host(),
             error=error,
+            warnings=(*self._machine_warnings, *self._missing_warnings, *result.warnings),
             samples=result.samples if final else (),
         )
 

@@ -69,7 +69,10 @@ def test_psys_alone_is_not_counted(tmp_path: Path) -> None:
     tree.add_psys(0, energy_uj=5)
     probe = rapl.probe(tree.root)
     assert probe.sensors == ()
-    assert "no RAPL powercap tree" in probe.problems[0]
+    # Not "no tree": a RAPL tree whose package domains are hidden, and what to do about it.
+    assert "no RAPL powercap tree" not in probe.problems[0]
+    assert "only the psys" in probe.problems[0]
+    assert "package domains are hidden" in probe.problems[0]
 
 
 def test_amd_rapl_tree_is_read_and_never_together_with_intel_rapl(tmp_path: Path) -> None:

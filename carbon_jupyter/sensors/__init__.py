@@ -21,6 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from carbon_jupyter.device_health import forget as forget_lost_devices
 from carbon_jupyter.notices import logger, notice_once
 from carbon_jupyter.sensors.base import Probe, Reading, Sensor
 from carbon_jupyter.sensors.process import reset_shared_tree
@@ -38,6 +39,11 @@ class Discovery:
     @property
     def problems(self) -> tuple[str, ...]:
         return tuple(p for probe in self.probes for p in probe.problems)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What every run measured with these sensors carries in ``Run.warnings``."""
+        return tuple(w for probe in self.probes for w in probe.warnings)
 
 
 _cache: dict[tuple[object, ...], Discovery] = {}
@@ -94,6 +100,7 @@ def reset() -> None:
                     pass
         _cache.clear()
     reset_shared_tree()
+    forget_lost_devices()
 
 
 def _probe_all(gpus: str | Sequence[int | str] | None, powercap_root: str | None) -> Discovery:

@@ -80,12 +80,16 @@ class Probe:
     what failed and, where the user can fix it, how. ``expected`` marks findings
     that are simply how this machine is (no RAPL tree in a VM, no NVIDIA
     software on a laptop): doctor prints them, notebooks do not repeat them.
+    ``warnings`` are the findings every run measured with these sensors carries
+    in ``Run.warnings``: a device the machine has but no sensor reads, a source
+    that covers only part of what it should.
     """
 
     source: str
     sensors: tuple[Sensor, ...]
     problems: tuple[str, ...] = ()
     expected: bool = False
+    warnings: tuple[str, ...] = ()
 
 
 def max_power_w(sensor: Sensor) -> float | None:

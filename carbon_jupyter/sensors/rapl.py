@@ -23,6 +23,17 @@ is read when there is no ``intel-rapl`` one, never both, and ``intel-rapl-mmio``
 Each reading gives the counter in joules and the range at which it wraps; the
 sampler takes differences, so the energy of a run is exact at start and stop.
 
+Each sensor also knows the most power its domain can plausibly draw
+(``max_power_w``), first that applies: the zone's ``constraint_*_max_power_uw``
+x 1.5; its ``constraint_*_power_limit_uw`` x 2 (short-term limits run above
+the TDP); for a package, the CPU model's TDP from the shipped table x 2; else
+:data:`DEFAULT_MAX_POWER_W`. The sampler uses it twice: a counter step that
+implies more is a glitch (a counter reset, a resume from suspend), not a wrap;
+and the counter is read at least twice per ``max_energy_range_uj /
+max_power_w``, so that no wrap goes unseen however long the user's interval.
+The margins are generous on purpose: too low a figure would turn real draws
+into glitches, too high a figure only costs a few more reads.
+
 The process share of a package is the kernel's share of the machine's busy CPU
 time since the previous reading (:mod:`carbon_jupyter.sensors.cpu_share`). It
 is the same for every socket: the split of the process's threads between
@@ -47,13 +58,20 @@ from carbon_jupyter.errors import SensorError
 from carbon_jupyter.model import DeviceInfo, Kind
 from carbon_jupyter.sensors.base import Probe, Reading
 from carbon_jupyter.sensors.cpu_share import CpuActivity
-from carbon_jupyter.sensors.hardware import cpu_model_name
+from carbon_jupyter.sensors.hardware import cpu_model_name, lookup_tdp_w
 from carbon_jupyter.sensors.memory import memory_share
 from carbon_jupyter.sensors.process import ProcessTree, shared_tree
 
 ROOT_ENV = "CARBON_JUPYTER_POWERCAP_ROOT"
 DEFAULT_ROOT = "/sys/class/powercap"
 PREFIXES = ("intel-rapl", "amd-rapl")
+
+#: The plausible maximum of a domain that says nothing about its power (a large server
+#: package draws up to about 400 W; the figure only needs to be above any real draw).
+DEFAULT_MAX_POWER_W = 500.0
+MAX_POWER_MARGIN = 1.5
+POWER_LIMIT_MARGIN = 2.0
+TDP_MARGIN = 2.0
 
 _ZONE = re.compile(r"^(intel-rapl|amd-rapl):(\d+)(?::(\d+))?$")
 _PACKAGE = re.compile(r"^package-(\d+)(?:-die-(\d+))?$")
@@ -63,27 +81,61 @@ def _read_uj(path: Path) -> int:
     return int(path.read_text().strip())
 
 
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why a counter could not be read, and what to do: garbage is not a permission problem."""
+    if isinstance(exc, PermissionError):
+        return (
+            f"cannot read the RAPL counter {path}: permission denied; "
+            f"run `sudo chmod o+r {path}` (see `carbon-jupyter doctor`)"
+        )
+    if isinstance(exc, ValueError):
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            text = "?"
+        return (
+            f"the RAPL counter {path} holds {text[:40]!r}, not a count of microjoules: the "
+            f"powercap driver gave garbage or {ROOT_ENV} points at a tree that is not a real "
+            f"powercap tree; check `cat {path}`, point {ROOT_ENV} at the right tree, or reload "
+            "the driver (`sudo modprobe -r intel_rapl_msr && sudo modprobe intel_rapl_msr`)"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return (
+            f"the RAPL counter {path} is gone (the powercap driver was unloaded or the tree "
+            "unmounted); reload the driver or remount the tree, then start a new run"
+        )
+    return f"cannot read the RAPL counter {path}: {exc}"
+
+
 class RaplSensor:
     """One RAPL domain's energy counter."""
 
     def __init__(
-        self, info: DeviceInfo, zone: Path, range_j: float | None, tree: ProcessTree
+        self,
+        info: DeviceInfo,
+        zone: Path,
+        range_j: float | None,
+        tree: ProcessTree,
+        max_power_w: float = DEFAULT_MAX_POWER_W,
     ) -> None:
         self.info = info
         self.zone = zone
         self.range_j = range_j
+        self.max_power_w = max_power_w
         self._tree = tree
         self._cpu = CpuActivity(tree) if info.kind == "cpu" else None
 
-    def read(self) -> Reading:
+    def read_energy(self) -> Reading:
+        """The counter alone (the sampler's private reads between ticks)."""
         path = self.zone / "energy_uj"
         try:
             counter_j = _read_uj(path) / 1e6
         except (OSError, ValueError) as exc:
-            raise SensorError(
-                f"cannot read the RAPL counter {path}: {exc}; check that the file is "
-                f"readable (see `carbon-jupyter doctor`)"
-            ) from exc
+            raise SensorError(_unreadable(path, exc)) from exc
+        return Reading(counter_j=counter_j, counter_range_j=self.range_j)
+
+    def read(self) -> Reading:
+        counter_j = self.read_energy().counter_j
         if self._cpu is not None:
             delta = self._cpu.update()
             share = None if delta is None else delta.process_share
@@ -135,6 +187,33 @@ def _power_limit_w(zone: Path) -> float | None:
         return None
 
 
+def _largest_w(zone: Path, pattern: str) -> float | None:
+    """The largest positive figure among the zone's ``constraint_*_<pattern>`` files, in W."""
+    found = []
+    for path in zone.glob(f"constraint_*_{pattern}"):
+        raw = _text(path)
+        try:
+            value = int(raw) / 1e6 if raw else 0.0
+        except ValueError:
+            continue
+        if value > 0:
+            found.append(value)
+    return max(found) if found else None
+
+
+def plausible_max_power_w(zone: Path, tdp_w: float | None = None) -> tuple[float, str]:
+    """The most power a domain can plausibly draw, and where the figure comes from."""
+    max_w = _largest_w(zone, "max_power_uw")
+    if max_w is not None:
+        return max_w * MAX_POWER_MARGIN, f"constraint max power {max_w:g} W x {MAX_POWER_MARGIN}"
+    limit_w = _largest_w(zone, "power_limit_uw")
+    if limit_w is not None:
+        return limit_w * POWER_LIMIT_MARGIN, f"power limit {limit_w:g} W x {POWER_LIMIT_MARGIN}"
+    if tdp_w is not None:
+        return tdp_w * TDP_MARGIN, f"TDP {tdp_w:g} W x {TDP_MARGIN}"
+    return DEFAULT_MAX_POWER_W, f"{DEFAULT_MAX_POWER_W:g} W, no figure in the tree"
+
+
 def _domains(zones: dict[str, Path]) -> list[tuple[str, Kind, str, Path]]:
     """(device id, kind, label, zone) for every package and dram domain, in a stable order."""
     by_prefix = {p: {n: z for n, z in zones.items() if n.startswith(p + ":")} for p in PREFIXES}
@@ -181,7 +260,22 @@ def probe(root: str | os.PathLike[str] | None = None, *, tree: ProcessTree | Non
     if root is None:
         root = os.environ.get(ROOT_ENV) or DEFAULT_ROOT
     root_path = Path(root)
-    domains = _domains(_zones(root_path))
+    zones = _zones(root_path)
+    domains = _domains(zones)
+    if not domains and any(_text(z / "name") == "psys" for z in zones.values()):
+        return Probe(
+            source="rapl",
+            sensors=(),
+            problems=(
+                f"the RAPL tree at {root_path} shows only the psys (platform) domain: its "
+                f"package domains are hidden (some laptops, hypervisors and containers expose "
+                f"only psys), so CPU energy is estimated with the CPU model; psys is not used "
+                f"for the CPU since it covers the whole platform (display, chipset, memory). "
+                f"To measure the CPU, enable the package domains (firmware RAPL settings) or "
+                f"run where the whole tree is visible",
+            ),
+            expected=True,
+        )
     if not domains:
         return Probe(
             source="rapl",
@@ -195,6 +289,7 @@ def probe(root: str | os.PathLike[str] | None = None, *, tree: ProcessTree | Non
         )
     problems: list[str] = []
     readable: list[tuple[str, Kind, str, Path]] = []
+    unread: list[tuple[str, Kind, str, Path]] = []
     for domain in domains:
         try:
             _read_uj(domain[3] / "energy_uj")
@@ -203,12 +298,14 @@ def probe(root: str | os.PathLike[str] | None = None, *, tree: ProcessTree | Non
                 source="rapl", sensors=(), problems=(_denied_problem(root_path, domain[3]),)
             )
         except (OSError, ValueError) as exc:
-            problems.append(f"cannot read the RAPL counter {domain[3] / 'energy_uj'}: {exc}")
+            problems.append(_unreadable(domain[3] / "energy_uj", exc))
+            unread.append(domain)
         else:
             readable.append(domain)
     if tree is None:
         tree = shared_tree()
     model = cpu_model_name()
+    found_tdp = lookup_tdp_w("cpu", model) if model else None
     sockets = sum(1 for d in readable if d[1] == "cpu")
     sensors = []
     for device_id, kind, label, zone in readable:
@@ -218,13 +315,23 @@ def probe(root: str | os.PathLike[str] | None = None, *, tree: ProcessTree | Non
         else:
             name = f"DRAM ({label})"
             detail = f"RAPL DRAM counter {zone}/energy_uj (memory attached to {label})"
+        tdp_w = found_tdp[0] if found_tdp is not None and kind == "cpu" else None
+        max_w, max_note = plausible_max_power_w(zone, tdp_w)
         info = DeviceInfo(
             device_id=device_id,
             kind=kind,
             name=name,
             method="rapl",
             power_limit_w=_power_limit_w(zone) if kind == "cpu" else None,
-            detail=detail,
+            detail=f"{detail}; plausible maximum {max_w:g} W ({max_note})",
         )
-        sensors.append(RaplSensor(info, zone, _range_j(zone), tree))
-    return Probe(source="rapl", sensors=tuple(sensors), problems=tuple(problems))
+        sensors.append(RaplSensor(info, zone, _range_j(zone), tree, max_w))
+    warnings = [
+        f"{device_id} ({label}) is in the RAPL tree but its counter could not be read, so "
+        f"this run leaves it out and its figures are low; see `carbon-jupyter doctor`"
+        for device_id, _, label, _ in unread
+        if readable
+    ]
+    return Probe(
+        source="rapl", sensors=tuple(sensors), problems=tuple(problems), warnings=tuple(warnings)
+    )
