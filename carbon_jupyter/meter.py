@@ -64,12 +64,14 @@ class DeviceMeter:
     last_share: float | None = None
     #: Mean power of the latest interval whose energy is known (for bridging and gaps).
     interval_power_w: float | None = None
+    #: (energy, seconds) of that interval: bridges weigh their neighbours by length.
+    _interval: tuple[float, float] | None = None
     started: bool = False
     error: str | None = None
     stopped_at_s: float | None = None
     _charged_j: float = 0.0
     _pending_s: float = 0.0
-    _pending_power_w: float | None = None
+    _pending_before: tuple[float, float] | None = None
     _glitches: list[tuple[float, float, float]] = field(default_factory=list)
     _bridged_s: float = 0.0
     _unbridged_s: float = 0.0
@@ -126,7 +128,7 @@ class DeviceMeter:
             # A glitch: its energy is bridged once the power after it is known.
             self._glitches.append((self.t_s + dt_s, self.counter_j, reading.counter_j))
             if self._pending_s == 0.0:
-                self._pending_power_w = self.interval_power_w
+                self._pending_before = self._interval
             self._pending_s += max(dt_s, 0.0)
             return 0.0
         if step.kind == "gap":
@@ -134,19 +136,26 @@ class DeviceMeter:
         energy_j = step.energy_j
         if dt_s > 0:
             self.interval_power_w = step.energy_j / dt_s
+            self._interval = (step.energy_j, dt_s)
         if self._pending_s > 0:
-            energy_j += self._bridge(self.interval_power_w)
+            energy_j += self._bridge(self._interval)
         return energy_j
 
-    def _bridge(self, after_w: float | None) -> float:
-        known = [p for p in (self._pending_power_w, after_w) if p is not None]
+    def _bridge(self, after: tuple[float, float] | None) -> float:
+        """The pending glitch's energy: its length times its neighbours' mean power.
+
+        The neighbours are weighed by their length, so a reading that closely
+        follows the glitch (little energy, much rounding) cannot skew the bridge.
+        """
+        known = [n for n in (self._pending_before, after) if n is not None]
         pending_s, self._pending_s = self._pending_s, 0.0
-        self._pending_power_w = None
-        if not known:
+        self._pending_before = None
+        seconds = sum(n[1] for n in known)
+        if seconds <= 0:
             self._unbridged_s += pending_s
             return 0.0
         self._bridged_s += pending_s
-        return pending_s * sum(known) / len(known)
+        return pending_s * sum(n[0] for n in known) / seconds
 
     def _check_late(self, dt_s: float) -> None:
         if self.late_after_s is not None and dt_s > self.late_after_s:
@@ -163,6 +172,11 @@ class DeviceMeter:
         ) * share
         self._charged_j = self.energy_j
         self.last_share = share
+
+    @property
+    def bridging(self) -> bool:
+        """True while a glitch waits for the reading after it to be bridged."""
+        return self._pending_s > 0
 
     def fail(self, error: str, t_s: float) -> None:
         """The device stopped answering at ``t_s``: its energy so far is kept."""

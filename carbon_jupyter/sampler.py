@@ -321,7 +321,9 @@ class Sampler:
         meter.advance(reading, t_s)
         power_w = reading.power_w
         dt_s = t_s - state.tick_t_s
-        if power_w is None and dt_s > 0:
+        if power_w is None and meter.bridging:
+            power_w = meter.interval_power_w  # the glitch's energy is not known yet
+        elif power_w is None and dt_s > 0:
             power_w = (meter.energy_j - state.tick_energy_j) / dt_s
         state.tick_t_s, state.tick_energy_j = t_s, meter.energy_j
         return Sample(

@@ -119,8 +119,74 @@ def _probe_all(gpus: str | Sequence[int | str] | None, powercap_root: str | None
         ram = memory.probe()
         probes.append(ram)
         dram = list(ram.sensors)
+    else:
+        rest = _memory_without_dram(cpu, dram)
+        if rest is not None:
+            probes.append(rest)
+            dram.extend(rest.sensors)
     gpu_probe = nvml.probe(gpus)
     replay_probe = replay.probe()
     probes.extend([gpu_probe, replay_probe])
     sensors = [*cpu, *dram, *gpu_probe.sensors, *replay_probe.sensors]
     return Discovery(tuple(sensors), tuple(probes))
+
+
+def _socket(device_id: str) -> str:
+    """``cpu:1-die0`` and ``ram:dram1`` -> ``1``."""
+    tail = device_id.split(":", 1)[-1].removeprefix("dram")
+    return tail.split("-", 1)[0]
+
+
+def _memory_without_dram(cpu: Sequence[Sensor], dram: Sequence[Sensor]) -> Probe | None:
+    """The RAM model for the sockets that have no RAPL ``dram`` domain, if any lack one."""
+    from carbon_jupyter.sensors import memory
+
+    sockets = sorted({_socket(s.info.device_id) for s in cpu if s.info.method == "rapl"})
+    covered = {_socket(s.info.device_id) for s in dram}
+    uncovered = [s for s in sockets if s not in covered]
+    if not sockets or not uncovered:
+        return None
+    fraction = len(uncovered) / len(sockets)
+    model = memory.probe()
+    scaled = tuple(ScaledSensor(s, fraction, ", ".join(uncovered)) for s in model.sensors)
+    have = ", ".join(sorted(covered))
+    lacking = ", ".join(uncovered)
+    warning = (
+        f"RAPL measures the memory of package {have} only (no dram domain on package "
+        f"{lacking}); the memory of package {lacking} is estimated with the RAM model as "
+        f"{len(uncovered)}/{len(sockets)} of the installed memory"
+    )
+    return Probe(source="ram-model", sensors=scaled, warnings=(warning,))
+
+
+class ScaledSensor:
+    """Another sensor's figures times ``fraction`` (the RAM model for some sockets only)."""
+
+    def __init__(self, sensor: Sensor, fraction: float, sockets: str) -> None:
+        from dataclasses import replace
+
+        self._sensor = sensor
+        self.fraction = fraction
+        self.info = replace(
+            sensor.info,
+            name=f"{sensor.info.name} (package {sockets}, no dram counter)",
+            detail=f"{fraction:.3g} x ({sensor.info.detail}): the sockets without a RAPL dram "
+            f"domain",
+        )
+
+    def read(self) -> Reading:
+        from dataclasses import replace
+
+        reading = self._sensor.read()
+        scale = self.fraction
+        return replace(
+            reading,
+            counter_j=None if reading.counter_j is None else reading.counter_j * scale,
+            counter_range_j=None
+            if reading.counter_range_j is None
+            else reading.counter_range_j * scale,
+            power_w=None if reading.power_w is None else reading.power_w * scale,
+        )
+
+    def close(self) -> None:
+        self._sensor.close()
