@@ -155,8 +155,11 @@ def summary_html(run: Run) -> str:
     """A compact HTML summary of ``run``; every text from outside is escaped."""
     e = html.escape
     title = e(run.label or run.cell or run.id[:8])
-    estimate = " <b>(estimate)</b>" if run.estimated else ""
+    marks = fmt.quality_marks(run)
+    estimate = f" <b>({e(', '.join(marks))})</b>" if marks else ""
     status = "" if run.status == "ok" else f' <span style="color:#b00">[{e(run.status)}]</span>'
+    if run.warnings:
+        status += f' <span style="color:#a60">[{fmt.warning_count(run)}]</span>'
     kinds = (("cpu", run.cpu_energy_j), ("gpu", run.gpu_energy_j), ("ram", run.ram_energy_j))
     parts = ", ".join(f"{kind} {fmt.energy(j)}" for kind, j in kinds)
     energy = f"{fmt.energy(run.energy_j)}{estimate} ({parts}; {e(run.attribution)} attribution)"
@@ -175,6 +178,8 @@ def summary_html(run: Run) -> str:
         )
     if run.error:
         rows.append(_row("error", e(run.error)))
+    for warning in run.warnings:
+        rows.append(_row('<span style="color:#a60">warning</span>', e(warning)))
     devices = [_row("device", "name", "energy", "method", "this process", head=True)]
     for d in run.devices:
         share = fmt.energy(d.process_energy_j) if d.process_energy_j is not None else "-"

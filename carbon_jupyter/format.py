@@ -77,11 +77,33 @@ def device_lines(run: Run) -> list[str]:
 def one_line(run: Run) -> str:
     """The compact summary used per cell: ``[carbon] 2.31 s  1.2 Wh  0.57 g CO2e``."""
     parts = [f"{duration(run.duration_s)}", energy(run.energy_j), f"{mass(run.co2_g)} CO2e"]
-    if run.estimated:
-        parts.append("(estimate)")
+    marks = quality_marks(run)
+    if marks:
+        parts.append(f"({', '.join(marks)})")
     if run.status != "ok":
         parts.append(f"[{run.status}]")
+    if run.warnings:
+        parts.append(f"[{warning_count(run)}: {run.warnings[0]}]")
     return "  ".join(parts)
+
+
+def quality_marks(run: Run) -> list[str]:
+    """Words for figures that are not read from counters: ``estimate``, ``GPU sampled``."""
+    marks = []
+    if run.estimated:
+        marks.append("estimate")
+    sampled = sorted({d.device.kind.upper() for d in run.devices if d.method == "nvml-power"})
+    if sampled:
+        marks.append(f"{'/'.join(sampled)} sampled")
+    return marks
+
+
+def warning_count(run: Run) -> str:
+    """``1 warning``, ``3 warnings``; "" for a clean run."""
+    count = len(run.warnings)
+    if not count:
+        return ""
+    return f"{count} warning" + ("s" if count > 1 else "")
 
 
 def summary(run: Run) -> str:
@@ -94,7 +116,7 @@ def summary(run: Run) -> str:
     lines = [
         head,
         f"  energy  {energy(run.energy_j)} ({', '.join(parts)}; {run.attribution} attribution)"
-        + ("  estimate" if run.estimated else ""),
+        + "".join(f"  {mark}" for mark in quality_marks(run)),
         f"  CO2e    {mass(run.co2_g)}  at {intensity_source(run)}",
     ]
     if run.items:
@@ -106,6 +128,7 @@ def summary(run: Run) -> str:
     lines.extend("  " + line for line in device_lines(run))
     if run.error:
         lines.append(f"  error   {run.error}")
+    lines.extend(f"  warning {w}" for w in run.warnings)
     return "\n".join(lines)
 
 
@@ -116,7 +139,9 @@ def run_repr(run: Run) -> str:
         f"duration_s={run.duration_s:.3f}, energy_j={run.energy_j:.1f} "
         f"({run.energy_j / J_PER_KWH * 1000:.4g} Wh{est}), co2_g={run.co2_g:.4g}, "
         f"intensity_g_per_kwh={run.intensity_g_per_kwh:g}, pue={run.pue:g}, "
-        f"devices=[{', '.join(f'{d.device.device_id}:{d.method}' for d in run.devices)}])"
+        f"devices=[{', '.join(f'{d.device.device_id}:{d.method}' for d in run.devices)}]"
+        + (f", warnings={len(run.warnings)}" if run.warnings else "")
+        + ")"
     )
 
 
@@ -127,11 +152,13 @@ def _table_row(run: Run) -> tuple[str, ...]:
     label = run.label or (f"cell {run.cell[:8]}" if run.cell else run.id[:8])
     started = run.started_at[:19].replace("T", " ")
     est = " (est.)" if run.estimated else ""
+    if any(d.method == "nvml-power" for d in run.devices):
+        est += " (sampled)"
     return (
         started,
         label,
         run.phase or "",
-        run.status,
+        run.status + (f" ({warning_count(run)})" if run.warnings else ""),
         duration(run.duration_s),
         energy(run.energy_j) + est,
         mass(run.co2_g),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,15 +85,16 @@ def test_an_older_schema_is_upgraded_keeping_every_row(tmp_path: Path) -> None:
         assert old.intensity.key == "FRA"
         assert [d.device.name for d in old.devices] == ["Tesla V100"]
         assert len(old.samples) == 10
+        assert old.warnings == ()  # written before runs carried warnings
         assert [r.id for r in store.runs(origin="carbon-jupyter", limit=None)] == [
             r.id for r in runs
         ]
-        new = make_run()
+        new = replace(make_run(), warnings=("gpu:0 (Tesla V100) stopped answering",))
         store.finish_run(new)
         assert store.get_run(new.id) == new
     conn = sqlite3.connect(path)
     steps = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert steps == ["create_tables", "add_context_columns"]
+    assert steps == ["create_tables", "add_context_columns", "add_run_warnings"]
     assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 30
     conn.close()
 

@@ -59,6 +59,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "user": run.user,
         "host": run.host,
         "error": run.error,
+        "warnings": list(run.warnings),
         "tags": dict(run.tags),
         "devices": [
             {

@@ -34,7 +34,7 @@ RUN_COLUMNS = (
     "attribution", "energy_j", "cpu_energy_j", "gpu_energy_j", "ram_energy_j", "co2_g",
     "intensity_g_per_kwh", "intensity_source", "intensity_year", "intensity_key",
     "intensity_chosen_by", "pue", "pue_source", "notebook", "cell", "kernel", "user", "host",
-    "error", "tags",
+    "error", "tags", "warnings",
 )  # fmt: skip
 #: Further run columns: context filled by the store, and the writer for lost-run detection.
 EXTRA_COLUMNS = (
@@ -44,7 +44,7 @@ EXTRA_COLUMNS = (
 ALL_RUN_COLUMNS = RUN_COLUMNS + EXTRA_COLUMNS
 #: Run columns an export carries (the writer's pid is local knowledge and stays behind).
 EXPORT_COLUMNS = (*RUN_COLUMNS, "execution_count", "hardware", "versions", "origin", "updated_at")
-JSON_COLUMNS = frozenset({"tags", "hardware", "versions"})
+JSON_COLUMNS = frozenset({"tags", "hardware", "versions", "warnings"})
 
 DEVICE_COLUMNS = (
     "run_id", "device_id", "position", "kind", "name", "method", "uuid", "power_limit_w",
@@ -195,6 +195,7 @@ def run_row(run: Run, *, origin: str = "carbon-jupyter") -> dict[str, Any]:
         "host": run.host,
         "error": run.error,
         "tags": _json(dict(run.tags)),
+        "warnings": _json(list(run.warnings)),
         "execution_count": _int_or_none(run.tags.get("execution_count")),
         "origin": origin,
         "updated_at": now_iso(),
@@ -261,6 +262,7 @@ def run_from_row(
         key=r["intensity_key"] or "unknown",
     )
     tags = json.loads(r["tags"]) if r["tags"] else {}
+    warnings = json.loads(r["warnings"]) if r["warnings"] else []
     return Run(
         id=r["id"],
         label=r["label"],
@@ -285,6 +287,7 @@ def run_from_row(
         user=r["user"],
         host=r["host"],
         error=r["error"],
+        warnings=tuple(str(w) for w in warnings),
         samples=tuple(samples),
     )
 

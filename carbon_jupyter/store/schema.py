@@ -15,7 +15,8 @@ Tables
     execution count, kernel, user, host), when (``started_at``/``ended_at`` in
     UTC ISO-8601, ``duration_s``), how it ended (``status``: running, ok, error,
     interrupted, lost), what it drew (``energy_j`` and per component, ``co2_g``),
-    the carbon factor and PUE used and where they came from, the hardware and
+    the carbon factor and PUE used and where they came from, the run's
+    ``warnings`` (JSON list of one-line findings), the hardware and
     package versions (JSON), the tags (JSON), and the writing process (``pid``)
     so that a run left ``running`` by a dead process can be marked ``lost``.
 ``devices``
@@ -142,8 +143,15 @@ def add_context_columns(db: Any) -> None:
             db.execute(statement)
 
 
+def add_run_warnings(db: Any) -> None:
+    """Step 3: ``runs.warnings``, the JSON list of what may make a run's figures wrong."""
+    runs = db.table("runs")
+    if "warnings" not in runs.columns_dict:
+        runs.add_column("warnings", str)
+
+
 #: Every step, oldest first. Append new steps; never edit or reorder applied ones.
-STEPS = (create_tables, add_context_columns)
+STEPS = (create_tables, add_context_columns, add_run_warnings)
 STEP_NAMES = tuple(step.__name__ for step in STEPS)
 
 

@@ -22,6 +22,8 @@ export interface IRun {
   energy_j: number | null;
   co2_g: number | null;
   error: string | null;
+  /** One-line findings that may make the run's figures wrong (absent from older servers). */
+  warnings?: string[];
   tags: Record<string, string>;
 }
 

@@ -60,3 +60,16 @@ export function runName(run: {
   }
   return run.cell ? `cell ${run.cell.slice(0, 8)}` : 'run';
 }
+
+/** A run's status cell: the status, marked when the run carries warnings. */
+export function statusMark(run: { status: string; warnings?: string[] }): string {
+  const count = run.warnings?.length ?? 0;
+  return count ? `${run.status} ⚠${count}` : run.status;
+}
+
+/** A run row's tooltip: its error and every warning, one per line. */
+export function runTitle(run: { error: string | null; warnings?: string[] }): string {
+  return [run.error ?? '', ...(run.warnings ?? []).map(w => `⚠ ${w}`)]
+    .filter(line => line)
+    .join('\n');
+}

@@ -9,7 +9,7 @@
  */
 import { Widget } from '@lumino/widgets';
 import { IRun } from './api';
-import { duration, grams, runName, watts, wattHours } from './format';
+import { duration, grams, runName, runTitle, statusMark, watts, wattHours } from './format';
 import { CarbonModel } from './model';
 import { drawSparkline } from './sparkline';
 
@@ -150,13 +150,17 @@ export class CarbonPanel extends Widget {
       duration(r.duration_s),
       wattHours(r.energy_j),
       grams(r.co2_g),
-      r.status
+      statusMark(r)
     ];
     this._runs.replaceChildren(
       ...m.runs.map(r =>
         el(
           'tr',
-          { 'data-run-id': r.id, class: `cj-status-${r.status}`, title: r.error ?? '' },
+          {
+            'data-run-id': r.id,
+            class: `cj-status-${r.status}` + (r.warnings?.length ? ' cj-warned' : ''),
+            title: runTitle(r)
+          },
           ...cells(r).map(text => el('td', {}, text))
         )
       )

@@ -1,7 +1,16 @@
 // Unit tests of the display formatting (node --test; run after `tsc` has built lib/).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { duration, grams, runName, sig, watts, wattHours } from '../lib/format.js';
+import {
+  duration,
+  grams,
+  runName,
+  runTitle,
+  sig,
+  statusMark,
+  watts,
+  wattHours
+} from '../lib/format.js';
 
 test('three significant figures, whole numbers from 100', () => {
   assert.equal(sig(0), '0');
@@ -31,4 +40,14 @@ test('a run is named by its label, else its execution count, else its cell', () 
   assert.equal(runName({ label: null, cell: 'c1', tags: { execution_count: '3' } }), 'In [3]');
   assert.equal(runName({ label: null, cell: 'abcdef123456', tags: {} }), 'cell abcdef12');
   assert.equal(runName({ label: null, cell: null, tags: {} }), 'run');
+});
+
+test('a run with warnings is marked, and its tooltip lists them', () => {
+  const clean = { status: 'ok', error: null, warnings: [] };
+  assert.equal(statusMark(clean), 'ok');
+  assert.equal(runTitle(clean), '');
+  const warned = { status: 'ok', error: null, warnings: ['cpu:1 stopped answering', 'glitch'] };
+  assert.equal(statusMark(warned), 'ok ⚠2');
+  assert.equal(runTitle(warned), '⚠ cpu:1 stopped answering\n⚠ glitch');
+  assert.equal(statusMark({ status: 'lost' }), 'lost');
 });
