@@ -176,12 +176,14 @@ def test_runs_are_listed_newest_first_with_the_filters_the_store_knows(
 def test_one_run_is_found_by_id_prefix_with_its_samples(
     get: Get, get_error: Any, store: Store
 ) -> None:
-    run = make_run(status="running", kernel="k1")
+    lost = "gpu:1 (Tesla V100) stopped answering <b>2 s</b> into the run"
+    run = make_run(status="running", kernel="k1", warnings=(lost,))
     store.begin_run(run)
     store.add_samples(run.id, make_samples(1, 3))
 
     found = get(f"runs/{run.id[:8]}")
     assert found["run"]["id"] == run.id
+    assert found["run"]["warnings"] == [lost]  # the sidebar marks the row with them
     assert found["run"]["status"] == "running"
     assert len(found["samples"]) == 6
     assert found["samples"][0] == {
