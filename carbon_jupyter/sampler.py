@@ -273,11 +273,13 @@ class Sampler:
             return
         state.meter.start(reading, 0.0)
         note_alive(state.info.device_id)
-        period_s = wrap_period_s(reading.counter_range_j, state.meter.max_power_w)
-        if reading.counter_j is not None and period_s is not None:
-            state.fast_period_s = max(MIN_FAST_PERIOD_S, period_s / READS_PER_WRAP)
-        elif reading.counter_j is None and reading.power_w is not None:
-            state.fast_period_s = poll_period_s(state.sensor)
+        periods = [poll_period_s(state.sensor)]
+        wrap_s = wrap_period_s(reading.counter_range_j, state.meter.max_power_w)
+        if reading.counter_j is not None and wrap_s is not None:
+            periods.append(wrap_s / READS_PER_WRAP)
+        known = [p for p in periods if p is not None]
+        if known:
+            state.fast_period_s = max(MIN_FAST_PERIOD_S, min(known))
         expected_s = min(self.interval_s, state.fast_period_s or self.interval_s)
         state.meter.late_after_s = max(3 * expected_s, expected_s + LATE_MARGIN_S)
 

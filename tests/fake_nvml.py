@@ -9,13 +9,28 @@ Pass it wherever code takes an NVML module (``nvml.probe(nvml=fake)``)::
 
 Time is the fake's own (``fake.t_s``), moved by :meth:`FakeNvml.advance`; the
 energy counter is the integral of ``power_w`` (a number or a function of
-``t_s``) over that time. Every function checks that ``nvmlInit`` was called,
-as the real library does. ``tests/test_sensors_nvml.py`` checks that each
-function's parameters match the installed ``pynvml``.
+``t_s``) over that time. ``FakeNvml(gpus, clock=time.monotonic)`` makes the
+fake's time follow a real clock instead (seconds since the fake was made), for
+tests that run a real sampler thread against a power trace.
+
+Like the driver, every GPU keeps a buffer of its recent power samples
+(``nvmlDeviceGetSamples`` with ``NVML_TOTAL_POWER_SAMPLES``): one every
+``sample_period_s`` of the fake's time, the power at that instant in mW, the
+newest ``sample_buffer_len`` kept. ``power_samples=False`` makes the call raise
+NOT_SUPPORTED, as on GPUs whose driver keeps no such buffer.
+
+NVML timestamps are microseconds of the CPU clock since the epoch: the fake's
+are ``EPOCH_US`` plus its time in microseconds. Every function checks that
+``nvmlInit`` was called, as the real library does.
+``tests/test_sensors_nvml.py`` checks that each function's parameters match
+the installed ``pynvml``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import math
+import threading
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +60,17 @@ NVML_ERROR_MEMORY = 20
 NVML_ERROR_NO_DATA = 21
 NVML_ERROR_UNKNOWN = 999
 
+NVML_TOTAL_POWER_SAMPLES = 0
+NVML_GPU_UTILIZATION_SAMPLES = 1
+
+NVML_VALUE_TYPE_DOUBLE = 0
+NVML_VALUE_TYPE_UNSIGNED_INT = 1
+NVML_VALUE_TYPE_UNSIGNED_LONG = 2
+NVML_VALUE_TYPE_UNSIGNED_LONG_LONG = 3
+NVML_VALUE_TYPE_SIGNED_LONG_LONG = 4
+NVML_VALUE_TYPE_SIGNED_INT = 5
+NVML_VALUE_TYPE_UNSIGNED_SHORT = 6
+
 CONSTANTS = {name: value for name, value in globals().items() if name.startswith("NVML_")}
 
 _MESSAGES = {
@@ -53,6 +79,7 @@ _MESSAGES = {
     NVML_ERROR_NOT_SUPPORTED: "Not Supported",
     NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
     NVML_ERROR_NOT_FOUND: "Not Found",
+    NVML_ERROR_INSUFFICIENT_SIZE: "Insufficient Size",
     NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
     NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
     NVML_ERROR_GPU_IS_LOST: "GPU is lost",
@@ -76,6 +103,33 @@ class NVMLError(Exception):
 
     def __str__(self) -> str:
         return _MESSAGES.get(self.value, f"NVML Error with code {self.value}")
+
+
+#: The fake's time zero as an NVML timestamp (microseconds since the epoch; 2023-11-14).
+EPOCH_US = 1_700_000_000_000_000
+
+
+class c_nvmlValue_t(ctypes.Union):
+    """The value union of an NVML sample, laid out as in pynvml."""
+
+    _fields_ = [
+        ("dVal", ctypes.c_double),
+        ("uiVal", ctypes.c_uint),
+        ("ulVal", ctypes.c_ulong),
+        ("ullVal", ctypes.c_ulonglong),
+        ("sllVal", ctypes.c_longlong),
+        ("siVal", ctypes.c_int),
+        ("usVal", ctypes.c_ushort),
+    ]
+
+
+class c_nvmlSample_t(ctypes.Structure):
+    """One entry of ``nvmlDeviceGetSamples``: a timestamp (microseconds) and a value."""
+
+    _fields_ = [
+        ("timeStamp", ctypes.c_ulonglong),
+        ("sampleValue", c_nvmlValue_t),
+    ]
 
 
 @dataclass
@@ -137,9 +191,34 @@ class FakeGpu:
     energy_mj: float = 0.0
     #: Function name (or "*" for every per-GPU call) -> NVML code it now raises.
     failures: dict[str, int] = field(default_factory=dict)
+    #: Whether the driver keeps a power sample buffer (nvmlDeviceGetSamples).
+    power_samples: bool = True
+    #: Seconds between the driver's power samples.
+    sample_period_s: float = 0.02
+    #: How many of the newest samples the buffer holds (about 2.4 s, as nvidia-smi shows).
+    sample_buffer_len: int = 120
+    #: The buffer: (timestamp in µs, power in mW), oldest first.
+    sample_buffer: list[tuple[int, int]] = field(default_factory=list, repr=False)
+    #: Index of the next sample the driver takes (its time is index * sample_period_s).
+    next_sample: int = field(default=0, repr=False)
 
     def power_at(self, t_s: float) -> float:
         return float(self.power_w(t_s)) if callable(self.power_w) else float(self.power_w)
+
+    def take_samples(self, t_s: float) -> None:
+        """Take the power samples the driver has taken by ``t_s``, into the bounded buffer."""
+        if not self.power_samples or self.sample_period_s <= 0:
+            return
+        last = math.floor(t_s / self.sample_period_s + 1e-9)
+        # Samples that would fall out of the buffer at once need not be taken.
+        first = max(self.next_sample, last - self.sample_buffer_len + 1)
+        for index in range(first, last + 1):
+            at_s = index * self.sample_period_s
+            self.sample_buffer.append(
+                (EPOCH_US + round(at_s * 1e6), max(0, round(self.power_at(at_s) * 1000.0)))
+            )
+        self.next_sample = max(self.next_sample, last + 1)
+        del self.sample_buffer[: -self.sample_buffer_len or None]
 
 
 @dataclass(frozen=True)
@@ -153,7 +232,13 @@ class FakeNvml(types.ModuleType):
 
     NVMLError = NVMLError
 
-    def __init__(self, gpus: Sequence[FakeGpu] = (), *, init_error: int | None = None) -> None:
+    def __init__(
+        self,
+        gpus: Sequence[FakeGpu] = (),
+        *,
+        init_error: int | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         super().__init__("pynvml")
         for name, value in CONSTANTS.items():
             setattr(self, name, value)
@@ -164,6 +249,12 @@ class FakeNvml(types.ModuleType):
         self.init_count = 0
         self.shutdown_count = 0
         self.calls: list[str] = []
+        #: The fake's time at each entry of ``calls``.
+        self.call_times_s: list[float] = []
+        #: When set, the fake's time follows this clock (seconds) from its value now.
+        self._clock = clock
+        self._clock_zero_s = clock() if clock is not None else 0.0
+        self._time_lock = threading.RLock()
 
     # -- test controls -------------------------------------------------------------
     @property
@@ -171,17 +262,32 @@ class FakeNvml(types.ModuleType):
         return self.init_count > self.shutdown_count
 
     def advance(self, dt_s: float, *, steps: int = 200) -> None:
-        """Let ``dt_s`` seconds pass; each energy counter grows by the power's integral."""
+        """Let ``dt_s`` seconds pass; each energy counter grows by the power's integral.
+
+        The drivers' power samples taken meanwhile go into the sample buffers.
+        """
         step_s = dt_s / steps
-        for _ in range(steps):
-            for gpu in self.gpus:
-                # Midpoint rule: exact for constant and linear power.
-                gpu.energy_mj += gpu.power_at(self.t_s + step_s / 2) * step_s * 1000.0
-            self.t_s += step_s
+        with self._time_lock:
+            for _ in range(steps):
+                for gpu in self.gpus:
+                    # Midpoint rule: exact for constant and linear power.
+                    gpu.energy_mj += gpu.power_at(self.t_s + step_s / 2) * step_s * 1000.0
+                self.t_s += step_s
+                for gpu in self.gpus:
+                    gpu.take_samples(self.t_s)
 
     def now_us(self) -> int:
-        """The fake's time as an NVML timestamp (microseconds)."""
-        return round(self.t_s * 1e6)
+        """The fake's time as an NVML timestamp (microseconds since the epoch)."""
+        return EPOCH_US + round(self.t_s * 1e6)
+
+    def follow_clock(self) -> None:
+        """With a ``clock``, bring the fake's time up to it (in steps of 1 ms at most)."""
+        if self._clock is None:
+            return
+        with self._time_lock:
+            dt_s = self._clock() - self._clock_zero_s - self.t_s
+            if dt_s > 0:
+                self.advance(dt_s, steps=max(1, math.ceil(dt_s / 0.001)))
 
     def add_process_sample(self, index: int, pid: int, sm_util: int) -> None:
         """Record that ``pid`` used ``sm_util`` % of GPU ``index``'s SMs just now."""
@@ -196,8 +302,13 @@ class FakeNvml(types.ModuleType):
         self.gpus[index].failures[function] = code
 
     # -- helpers -------------------------------------------------------------------
-    def _enter(self, function: str) -> None:
+    def _note(self, function: str) -> None:
+        self.follow_clock()
         self.calls.append(function)
+        self.call_times_s.append(self.t_s)
+
+    def _enter(self, function: str) -> None:
+        self._note(function)
         if not self.initialized:
             raise NVMLError(NVML_ERROR_UNINITIALIZED)
 
@@ -213,7 +324,7 @@ class FakeNvml(types.ModuleType):
 
     # -- the pynvml API ----------------------------------------------------------------
     def nvmlInit(self) -> None:
-        self.calls.append("nvmlInit")
+        self._note("nvmlInit")
         if self.init_error is not None:
             raise NVMLError(self.init_error)
         self.init_count += 1
@@ -307,6 +418,24 @@ class FakeNvml(types.ModuleType):
         if not newer:
             raise NVMLError(NVML_ERROR_NOT_FOUND)
         return newer
+
+    def nvmlDeviceGetSamples(
+        self, device: _Handle, sampling_type: int, timeStamp: int
+    ) -> tuple[int, list[c_nvmlSample_t]]:
+        gpu = self._gpu(device, "nvmlDeviceGetSamples")
+        if (
+            sampling_type != NVML_TOTAL_POWER_SAMPLES
+            or not gpu.power_samples
+            or device.mig_uuid is not None
+        ):
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        with self._time_lock:
+            gpu.take_samples(self.t_s)
+            newer = [(t_us, mw) for t_us, mw in gpu.sample_buffer if t_us > timeStamp]
+        if not newer:
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
+        samples = [c_nvmlSample_t(t_us, c_nvmlValue_t(uiVal=mw)) for t_us, mw in newer]
+        return NVML_VALUE_TYPE_UNSIGNED_INT, samples
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[ProcessInfo]:
         gpu = self._gpu(handle, "nvmlDeviceGetComputeRunningProcesses")

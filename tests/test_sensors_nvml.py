@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import inspect
 import os
 import subprocess
@@ -10,8 +11,16 @@ import sys
 import pytest
 
 from carbon_jupyter.errors import ConfigError, SensorError
-from carbon_jupyter.sensors import nvml
-from carbon_jupyter.sensors.base import Probe, Sensor
+from carbon_jupyter.sensors import nvml, nvml_samples
+from carbon_jupyter.sensors.base import (
+    Probe,
+    Reading,
+    Sensor,
+    max_power_w,
+    poll_period_s,
+    read_energy,
+)
+from tests import fake_nvml
 from tests.fake_nvml import (
     CONSTANTS,
     NVML_ERROR_DRIVER_NOT_LOADED,
@@ -23,6 +32,7 @@ from tests.fake_nvml import (
 )
 
 A100 = "NVIDIA A100-SXM4-80GB"
+P100 = "Tesla P100-PCIE-16GB"
 UUIDS = (
     "GPU-11111111-aaaa-4000-8000-000000000000",
     "GPU-22222222-bbbb-4000-8000-000000000000",
@@ -36,6 +46,13 @@ def three_gpus() -> FakeNvml:
     return FakeNvml(
         [FakeGpu(name=A100, uuid=u, power_w=100.0 + 10 * i) for i, u in enumerate(UUIDS)]
     )
+
+
+def only_sensor(fake: FakeNvml) -> nvml.NvmlSensor:
+    """The one GPU sensor a probe of ``fake`` makes."""
+    [sensor] = nvml.probe("all", nvml=fake).sensors
+    assert isinstance(sensor, nvml.NvmlSensor)
+    return sensor
 
 
 def ids(probe: Probe) -> list[str]:
@@ -55,11 +72,20 @@ def test_fake_functions_have_the_real_pynvml_parameters() -> None:
     fake = FakeNvml()
     names = api_functions(fake)
     assert "nvmlDeviceGetProcessUtilization" in names
+    assert "nvmlDeviceGetSamples" in names
     for name in names:
         assert hasattr(real, name), f"pynvml has no {name}; the fake invents it"
         real_params = list(inspect.signature(getattr(real, name)).parameters)
         fake_params = list(inspect.signature(getattr(fake, name)).parameters)
         assert fake_params == real_params, f"{name}: fake {fake_params} != pynvml {real_params}"
+
+
+def test_fake_samples_are_laid_out_like_pynvmls() -> None:
+    real = pytest.importorskip("pynvml")
+    for name in ("c_nvmlSample_t", "c_nvmlValue_t"):
+        real_fields = [(f[0], ctypes.sizeof(f[1])) for f in getattr(real, name)._fields_]
+        fake_fields = [(f[0], ctypes.sizeof(f[1])) for f in getattr(fake_nvml, name)._fields_]
+        assert fake_fields == real_fields, name
 
 
 def test_fake_error_codes_are_the_real_ones() -> None:
@@ -100,18 +126,118 @@ def test_gpu_with_energy_counter_is_measured_by_the_counter() -> None:
     close_all(probe)
 
 
-def test_gpu_without_counter_reports_power_for_the_sampler_to_integrate() -> None:
-    gpu = FakeGpu(name="Tesla P100-PCIE-16GB", energy_counter=False, power_w=lambda t: 50.0 + t)
+def test_gpu_without_counter_integrates_the_drivers_power_samples() -> None:
+    gpu = FakeGpu(name=P100, energy_counter=False, power_w=lambda t: 50.0 + t)
     fake = FakeNvml([gpu])
-    probe = nvml.probe("all", nvml=fake)
-    [sensor] = probe.sensors
+    sensor = only_sensor(fake)
     assert sensor.info.method == "nvml-power"
+    assert sensor.info.detail == nvml_samples.DETAIL_SAMPLES
+    # Read often enough that the driver's bounded buffer never drops a sample unseen.
+    assert sensor.poll_period_s == nvml_samples.BUFFER_READ_PERIOD_S
+    start = sensor.read()
+    assert start.counter_j is not None
+    assert start.power_w == pytest.approx(50.0)
+    totals_j: list[float] = []
+    for _ in range(10):  # read every 2 s, within the 2.4 s the buffer holds
+        fake.advance(2.0)
+        reading = sensor.read()
+        assert reading.counter_j is not None
+        assert reading.counter_range_j is None
+        totals_j.append(reading.counter_j)
+    # Linear power: the driver's samples integrate to the exact energy, 50 W + 1 W/s for 20 s.
+    assert totals_j[-1] - start.counter_j == pytest.approx(1200.0)
+    assert reading.power_w == pytest.approx(70.0)
+    sensor.close()
+
+
+def test_gpu_without_counter_or_sample_buffer_asks_to_be_polled() -> None:
+    gpu = FakeGpu(name=P100, energy_counter=False, power_samples=False, power_w=lambda t: 50.0 + t)
+    fake = FakeNvml([gpu])
+    sensor = only_sensor(fake)
+    assert sensor.info.method == "nvml-power"
+    assert sensor.info.detail == "power polled every 0.05 s and integrated by trapezoid"
+    assert sensor.poll_period_s == pytest.approx(0.05)
+    assert poll_period_s(sensor) == pytest.approx(0.05)
     assert sensor.read().power_w == pytest.approx(50.0)
     fake.advance(20.0)
     reading = sensor.read()
     assert reading.counter_j is None
     assert reading.power_w == pytest.approx(70.0)
-    close_all(probe)
+    sensor.close()
+
+
+def test_polled_gpus_cheap_read_is_one_power_query() -> None:
+    gpu = FakeGpu(name=P100, energy_counter=False, power_samples=False, power_w=120.0)
+    fake = FakeNvml([gpu])
+    sensor = only_sensor(fake)
+    fake.gpus[0].utilization_pct = 50
+    before = len(fake.calls)
+    reading = read_energy(sensor)
+    assert reading.power_w == pytest.approx(120.0)
+    assert reading == Reading(power_w=reading.power_w)
+    assert fake.calls[before:] == ["nvmlDeviceGetPowerUsage"]
+    sensor.close()
+
+
+def test_counter_gpus_cheap_read_is_the_counter_alone() -> None:
+    fake = FakeNvml([FakeGpu(name=A100, power_w=300.0)])
+    sensor = only_sensor(fake)
+    fake.advance(1.0)
+    before = len(fake.calls)
+    reading = read_energy(sensor)
+    assert reading.counter_j == pytest.approx(300.0)
+    assert reading == Reading(counter_j=reading.counter_j)
+    assert fake.calls[before:] == ["nvmlDeviceGetTotalEnergyConsumption"]
+    assert sensor.poll_period_s is None
+    sensor.close()
+
+
+def test_sampled_gpus_cheap_read_is_the_sample_total_alone() -> None:
+    fake = FakeNvml([FakeGpu(name=P100, energy_counter=False, power_w=200.0)])
+    sensor = only_sensor(fake)
+    first = read_energy(sensor)
+    fake.advance(1.0)
+    before = len(fake.calls)
+    second = read_energy(sensor)
+    assert fake.calls[before:] == ["nvmlDeviceGetSamples"]
+    assert (second.utilization_pct, second.process_share, second.memory_used_b) == (None,) * 3
+    assert first.counter_j is not None and second.counter_j is not None
+    assert second.counter_j - first.counter_j == pytest.approx(200.0)
+    assert second.power_w == pytest.approx(200.0)
+    sensor.close()
+
+
+@pytest.mark.parametrize(("limit_w", "expected_w"), [(400.0, 600.0), (250.0, 375.0), (None, None)])
+@pytest.mark.parametrize("energy_counter", [True, False])
+def test_every_gpu_declares_a_plausible_maximum_from_its_power_limit(
+    limit_w: float | None, expected_w: float | None, energy_counter: bool
+) -> None:
+    gpu = FakeGpu(name=A100, energy_counter=energy_counter, power_limit_w=limit_w)
+    sensor = only_sensor(FakeNvml([gpu]))
+    assert max_power_w(sensor) == (pytest.approx(expected_w) if expected_w else None)
+    sensor.close()
+
+
+def test_an_empty_sample_buffer_at_probe_means_polling() -> None:
+    gpu = FakeGpu(name=P100, energy_counter=False, sample_buffer_len=0)
+    sensor = only_sensor(FakeNvml([gpu]))
+    assert sensor.poll_period_s == pytest.approx(0.05)
+    assert "polled" in sensor.info.detail
+    assert sensor.read().counter_j is None
+    sensor.close()
+
+
+def test_a_gpu_lost_while_its_samples_are_read_raises_sensor_error() -> None:
+    fake = FakeNvml([FakeGpu(name=P100, energy_counter=False)])
+    sensor = only_sensor(fake)
+    fake.advance(1.0)
+    fake.break_gpu(0, NVML_ERROR_GPU_IS_LOST, "nvmlDeviceGetSamples")
+    for read in (sensor.read, sensor.read_energy):
+        with pytest.raises(SensorError, match=r"power samples of GPU 0 \(Tesla P100.*lost"):
+            read()
+    sensor.close()
+    with pytest.raises(SensorError, match="closed"):
+        sensor.read_energy()
 
 
 def test_gpu_with_neither_counter_nor_power_is_left_out_with_a_reason() -> None:

@@ -24,10 +24,24 @@ How energy is obtained
   (``nvmlDeviceGetTotalEnergyConsumption``, millijoules, 64 bits, never wraps in
   practice). The energy of a run is the counter difference between start and
   stop, whatever the sampling interval. Power is read too, for the live view.
-* ``nvml-power`` (older GPUs): power draw only (``nvmlDeviceGetPowerUsage``),
-  which the sampler integrates by trapezoid.
+* ``nvml-power`` (older GPUs): power draw only. Read once per tick of the
+  user's interval, power would miss whatever happens between ticks, so the
+  interval only sets what is plotted and stored; the energy comes from one of
+  two paths (:mod:`carbon_jupyter.sensors.nvml_samples` explains both):
 
-A GPU that gives neither is left out with a message.
+  - where the driver keeps a buffer of its power samples (about one every
+    20 ms), those samples, integrated by trapezoid on the driver's timestamps
+    (``nvmlDeviceGetSamples`` with ``NVML_TOTAL_POWER_SAMPLES``); the sensor
+    reports the running total as a counter;
+  - otherwise ``nvmlDeviceGetPowerUsage``, which the sampler reads every
+    0.05 s on a private tick (the sensor's ``poll_period_s``) and integrates
+    by trapezoid.
+
+  The device's ``detail``, printed by ``carbon-jupyter doctor``, says which.
+
+A GPU that gives neither is left out with a message. Every GPU's plausible
+maximum power (``max_power_w``, against which the sampler judges counter
+steps) is its enforced power limit times 1.5, where NVML reports the limit.
 
 The kernel's share
 ------------------
@@ -73,9 +87,19 @@ import psutil
 from carbon_jupyter.errors import ConfigError, SensorError
 from carbon_jupyter.model import DeviceInfo, Method
 from carbon_jupyter.sensors.base import Probe, Reading
+from carbon_jupyter.sensors.nvml_samples import (
+    BUFFER_READ_PERIOD_S,
+    DETAIL_POLLED,
+    DETAIL_SAMPLES,
+    POLL_PERIOD_S,
+    PowerSampleBuffer,
+    SampleValueError,
+)
 from carbon_jupyter.sensors.process import ProcessTree, shared_tree
 
 SOURCE = "nvml"
+#: A GPU's plausible maximum power over its enforced power limit (brief excursions above it).
+MAX_POWER_OVER_LIMIT = 1.5
 
 # NVML return codes (nvml.h); read from the module where it defines them.
 _CODES = {
@@ -184,7 +208,12 @@ class _Session:
 
 
 class NvmlSensor:
-    """One NVIDIA GPU read through NVML. Made by :func:`probe`."""
+    """One NVIDIA GPU read through NVML. Made by :func:`probe`.
+
+    ``samples`` is the driver's power sample buffer of a power-only GPU that
+    keeps one; a power-only GPU without it asks to be polled every
+    :attr:`poll_period_s` seconds.
+    """
 
     def __init__(
         self,
@@ -193,6 +222,7 @@ class NvmlSensor:
         info: DeviceInfo,
         handle: Any,
         label: str,
+        samples: PowerSampleBuffer | None = None,
     ) -> None:
         self.info = info
         self._session = session
@@ -200,6 +230,25 @@ class NvmlSensor:
         self._handle = handle
         self._label = label
         self._has_counter = info.method == "nvml-energy"
+        self._samples = samples if not self._has_counter else None
+        #: The most power the GPU can plausibly draw, in watts (None: limit unknown).
+        self.max_power_w = info.power_limit_w * MAX_POWER_OVER_LIMIT if info.power_limit_w else None
+        #: Seconds between the sampler's private reads: power polled, or the sample buffer
+        #: read before the driver drops samples; None for a GPU with an energy counter.
+        self.poll_period_s = (
+            None
+            if self._has_counter
+            else POLL_PERIOD_S
+            if self._samples is None
+            else BUFFER_READ_PERIOD_S
+        )
+        self._doing = (
+            "reading the energy counter"
+            if self._has_counter
+            else "reading the power samples"
+            if self._samples is not None
+            else "reading the power draw"
+        )
         self._lock = threading.Lock()
         self._closed = False
         self._unsupported = _unsupported_codes(self._nvml)
@@ -217,21 +266,10 @@ class NvmlSensor:
     def read(self) -> Reading:
         """Read the GPU now. Raises SensorError when NVML fails."""
         with self._lock:
-            if self._closed:
-                raise SensorError(
-                    f"{self._label} was read after its sensor was closed; probe the GPUs again"
-                )
-            doing = "reading the energy counter"
+            self._check_open()
+            doing = self._doing
             try:
-                counter_j: float | None = None
-                if self._has_counter:
-                    counter_mj = self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
-                    counter_j = float(counter_mj) / 1000.0
-                    doing = "reading the power draw"
-                    power_w = self._optional_power()
-                else:
-                    doing = "reading the power draw"
-                    power_w = float(self._nvml.nvmlDeviceGetPowerUsage(self._handle)) / 1000.0
+                counter_j, power_w = self._energy(with_power=True)
                 doing = "reading the utilisation"
                 utilization_pct = self._optional_utilization()
                 doing = "reading the memory use"
@@ -249,6 +287,16 @@ class NvmlSensor:
             memory_used_b=memory_used_b,
         )
 
+    def read_energy(self) -> Reading:
+        """The energy figure alone, cheaply: the counter, the sample total, or the power."""
+        with self._lock:
+            self._check_open()
+            try:
+                counter_j, power_w = self._energy(with_power=False)
+            except self._nvml.NVMLError as exc:
+                raise nvml_error(self._nvml, exc, doing=self._doing, device=self._label) from exc
+        return Reading(counter_j=counter_j, power_w=power_w)
+
     def close(self) -> None:
         """Let go of NVML; the last sensor of a probe to close shuts NVML down. Idempotent."""
         with self._lock:
@@ -257,8 +305,33 @@ class NvmlSensor:
             self._closed = True
         self._session.release()
 
+    @property
+    def power_samples(self) -> PowerSampleBuffer | None:
+        """The driver's power sample buffer this GPU's energy comes from, if it has one."""
+        return self._samples
+
     def __repr__(self) -> str:
         return f"NvmlSensor({self.info.device_id!r}, {self.info.name!r}, {self.info.method!r})"
+
+    # -- energy ------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SensorError(
+                f"{self._label} was read after its sensor was closed; probe the GPUs again"
+            )
+
+    def _energy(self, *, with_power: bool) -> tuple[float | None, float | None]:
+        """(counter in J, power in W) by this GPU's path; the counter's power only if asked."""
+        if self._has_counter:
+            counter_mj = self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+            return float(counter_mj) / 1000.0, self._optional_power() if with_power else None
+        if self._samples is not None:
+            try:
+                self._samples.fetch()
+            except SampleValueError as exc:
+                raise SensorError(f"{self._doing} of {self._label} failed: {exc}") from exc
+            return self._samples.energy_j, self._samples.power_w
+        return None, float(self._nvml.nvmlDeviceGetPowerUsage(self._handle)) / 1000.0
 
     # -- optional figures ------------------------------------------------------------
     def _optional_power(self) -> float | None:
@@ -510,6 +583,7 @@ def _sensor_for(
 
     _, energy_exc = _try(nvml, "nvmlDeviceGetTotalEnergyConsumption", handle)
     method: Method
+    samples: PowerSampleBuffer | None = None
     if energy_exc is None:
         method = "nvml-energy"
     else:
@@ -522,6 +596,9 @@ def _sensor_for(
                 f"({power_exc}): its energy is not measured."
             )
         method = "nvml-power"
+        samples = PowerSampleBuffer.open(nvml, handle)
+        path = DETAIL_SAMPLES if samples is not None else DETAIL_POLLED
+        detail = f"{detail}; {path}" if detail else path
     limit_mw, limit_exc = _try(nvml, "nvmlDeviceGetEnforcedPowerLimit", handle)
     power_limit_w = float(limit_mw) / 1000.0 if limit_exc is None and limit_mw else None
     info = DeviceInfo(
@@ -534,7 +611,8 @@ def _sensor_for(
         detail=detail,
     )
     try:
-        return NvmlSensor(session=session, info=info, handle=handle, label=label), None
+        sensor = NvmlSensor(session=session, info=info, handle=handle, label=label, samples=samples)
+        return sensor, None
     except nvml.NVMLError as exc:  # pragma: no cover - priming swallows NVML errors
         return None, f"{label}: {_reason(nvml, exc)}. It is not measured."
 
