@@ -75,18 +75,23 @@ message, never an exception.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import psutil
 
-from carbon_jupyter.errors import ConfigError, SensorError
+from carbon_jupyter.errors import SensorError
 from carbon_jupyter.model import DeviceInfo, Method
 from carbon_jupyter.sensors.base import Probe, Reading
+from carbon_jupyter.sensors.nvml_errors import (
+    NO_GPU_PROBLEM,
+    code,
+    nvml_error,
+    reason,
+    unsupported_codes,
+)
 from carbon_jupyter.sensors.nvml_samples import (
     BUFFER_READ_PERIOD_S,
     DETAIL_POLLED,
@@ -95,95 +100,12 @@ from carbon_jupyter.sensors.nvml_samples import (
     PowerSampleBuffer,
     SampleValueError,
 )
+from carbon_jupyter.sensors.nvml_select import Gpu, choose, nvml_text, selection_of
 from carbon_jupyter.sensors.process import ProcessTree, shared_tree
 
 SOURCE = "nvml"
 #: A GPU's plausible maximum power over its enforced power limit (brief excursions above it).
 MAX_POWER_OVER_LIMIT = 1.5
-
-# NVML return codes (nvml.h); read from the module where it defines them.
-_CODES = {
-    "NVML_SUCCESS": 0,
-    "NVML_ERROR_UNINITIALIZED": 1,
-    "NVML_ERROR_INVALID_ARGUMENT": 2,
-    "NVML_ERROR_NOT_SUPPORTED": 3,
-    "NVML_ERROR_NO_PERMISSION": 4,
-    "NVML_ERROR_NOT_FOUND": 6,
-    "NVML_ERROR_DRIVER_NOT_LOADED": 9,
-    "NVML_ERROR_TIMEOUT": 10,
-    "NVML_ERROR_LIBRARY_NOT_FOUND": 12,
-    "NVML_ERROR_FUNCTION_NOT_FOUND": 13,
-    "NVML_ERROR_GPU_IS_LOST": 15,
-    "NVML_ERROR_RESET_REQUIRED": 16,
-    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": 18,
-    "NVML_ERROR_NO_DATA": 21,
-}
-
-NO_GPU_PROBLEM = (
-    "no NVIDIA driver / NVML library found: GPU energy is not measured. "
-    "On a machine with an NVIDIA GPU, install the NVIDIA driver (it provides libnvidia-ml.so) "
-    "and check that `nvidia-smi` works."
-)
-
-
-def _code(nvml: ModuleType, name: str) -> int:
-    return int(getattr(nvml, name, _CODES[name]))
-
-
-def _unsupported_codes(nvml: ModuleType) -> frozenset[int]:
-    """Codes that mean "this GPU does not offer that figure", not "something broke"."""
-    names = (
-        "NVML_ERROR_NOT_SUPPORTED",
-        "NVML_ERROR_FUNCTION_NOT_FOUND",
-        "NVML_ERROR_NO_PERMISSION",
-        "NVML_ERROR_NO_DATA",
-    )
-    return frozenset(_code(nvml, n) for n in names)
-
-
-def _reason(nvml: ModuleType, exc: BaseException) -> str:
-    """What an NVML error means for the user, and what to do about it."""
-    value = getattr(exc, "value", None)
-    if value == _code(nvml, "NVML_ERROR_GPU_IS_LOST"):
-        return (
-            "the GPU stopped answering (NVML: GPU is lost); check `nvidia-smi` and the kernel "
-            "log, the GPU usually needs a reset or a reboot"
-        )
-    if value == _code(nvml, "NVML_ERROR_RESET_REQUIRED"):
-        return "the GPU needs a reset (NVML: reset required); reset it with `nvidia-smi -r`"
-    if value == _code(nvml, "NVML_ERROR_NO_PERMISSION"):
-        return (
-            "NVML refused access (insufficient permissions); run as a user allowed to query "
-            "the GPU (membership of the video group, or the container's --gpus option)"
-        )
-    if value == _code(nvml, "NVML_ERROR_UNINITIALIZED"):
-        return (
-            "NVML was shut down while it was in use (something in this process called "
-            "nvmlShutdown); restart the kernel to measure the GPU again"
-        )
-    if value in (
-        _code(nvml, "NVML_ERROR_DRIVER_NOT_LOADED"),
-        _code(nvml, "NVML_ERROR_LIB_RM_VERSION_MISMATCH"),
-    ):
-        return (
-            f"the NVIDIA driver is not loaded or was changed underneath ({exc}); "
-            "reboot after a driver update, or load the driver"
-        )
-    if value == _code(nvml, "NVML_ERROR_TIMEOUT"):
-        return "NVML timed out (the GPU or its driver is overloaded or hung); check `nvidia-smi`"
-    return f"NVML error {value}: {exc}"
-
-
-def nvml_error(nvml: ModuleType, exc: BaseException, *, doing: str, device: str) -> SensorError:
-    """Translate an ``NVMLError`` into a :class:`SensorError` a person can act on."""
-    return SensorError(f"{doing} of {device} failed: {_reason(nvml, exc)}")
-
-
-def _text(value: object) -> str:
-    """NVML strings come back as ``str`` in recent bindings and ``bytes`` in old ones."""
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return str(value)
 
 
 class _Session:
@@ -251,7 +173,7 @@ class NvmlSensor:
         )
         self._lock = threading.Lock()
         self._closed = False
-        self._unsupported = _unsupported_codes(self._nvml)
+        self._unsupported = unsupported_codes(self._nvml)
         # Optional figures; each turns off for good the first time NVML says it is unsupported.
         self._power_ok = True
         self._utilization_ok = True
@@ -377,7 +299,7 @@ class NvmlSensor:
                 self._nvml.nvmlDeviceGetProcessUtilization(self._handle, self._last_seen_us)
             )
         except self._nvml.NVMLError as exc:
-            empty = (_code(self._nvml, "NVML_ERROR_NOT_FOUND"), _code(self._nvml, "NVML_SUCCESS"))
+            empty = (code(self._nvml, "NVML_ERROR_NOT_FOUND"), code(self._nvml, "NVML_SUCCESS"))
             if exc.value in empty:
                 return []
             if exc.value in self._unsupported:
@@ -417,133 +339,6 @@ class NvmlSensor:
         return min(1.0, ours_sm / total_sm)
 
 
-# -- which GPUs ---------------------------------------------------------------------
-
-
-@dataclass
-class _Gpu:
-    index: int
-    handle: Any
-    uuid: str
-    #: The MIG instance this GPU was asked for through, if any: (uuid, name, handle).
-    mig: tuple[str, str, Any] | None = None
-
-
-class _Selection:
-    """What the user asked for: every GPU, or a list of index / UUID entries."""
-
-    def __init__(self, entries: list[str] | None, origin: str, raw: str) -> None:
-        self.entries = entries  # None: every GPU
-        self.origin = origin  # "argument" or "CUDA_VISIBLE_DEVICES"
-        self.raw = raw
-
-
-def _parse_cuda_visible(value: str) -> list[str]:
-    """Entries of ``CUDA_VISIBLE_DEVICES`` up to the first that hides the rest, as CUDA does."""
-    entries: list[str] = []
-    for part in value.split(","):
-        entry = part.strip()
-        if not entry or entry.startswith("-") or entry.lower() == "nodevfiles":
-            break
-        entries.append(entry)
-    return entries
-
-
-def _selection(gpus: str | Sequence[int | str] | None) -> _Selection:
-    if gpus is None:
-        env = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if env is None:
-            return _Selection(None, "argument", "all")
-        return _Selection(_parse_cuda_visible(env), "CUDA_VISIBLE_DEVICES", env)
-    if isinstance(gpus, str):
-        if gpus.strip().lower() == "all":
-            return _Selection(None, "argument", gpus)
-        parts = [p.strip() for p in gpus.split(",")]
-        return _Selection([p for p in parts if p], "argument", gpus)
-    entries: list[str] = []
-    for item in gpus:
-        if isinstance(item, bool) or not isinstance(item, (int, str)):
-            raise ConfigError(
-                f"gpus entries must be GPU indices or UUIDs, got {item!r}; "
-                "pass e.g. gpus=[0, 1] or gpus='all'"
-            )
-        entries.append(str(item).strip())
-    return _Selection(entries, "argument", ",".join(entries))
-
-
-def _resolve(nvml: ModuleType, entry: str, devices: list[_Gpu]) -> tuple[_Gpu | None, str | None]:
-    """The GPU an index or UUID (prefix) names, or None and why not."""
-    valid = ", ".join(str(d.index) for d in devices) or "none"
-    if entry.lstrip("-").isdigit():
-        index = int(entry)
-        for device in devices:
-            if device.index == index:
-                return device, None
-        return None, f"there is no GPU {index} (GPUs here: {valid}; see `nvidia-smi -L`)"
-    wanted = entry.lower()
-    exact = [d for d in devices if d.uuid.lower() == wanted]
-    if exact:
-        return exact[0], None
-    prefixes = (wanted,) if wanted.startswith(("gpu-", "mig-")) else (wanted, "gpu-" + wanted)
-    matches = [d for d in devices if d.uuid.lower().startswith(prefixes)]
-    if len(matches) == 1:
-        return matches[0], None
-    if len(matches) > 1:
-        names = ", ".join(d.uuid for d in matches)
-        return None, f"{entry!r} is the start of several GPU UUIDs ({names}); give more of it"
-    if wanted.startswith("mig-"):
-        return _resolve_mig(nvml, entry, devices)
-    return None, f"no GPU has a UUID starting with {entry!r} (see `nvidia-smi -L`)"
-
-
-def _resolve_mig(
-    nvml: ModuleType, entry: str, devices: list[_Gpu]
-) -> tuple[_Gpu | None, str | None]:
-    try:
-        mig_handle = nvml.nvmlDeviceGetHandleByUUID(entry)
-        parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig_handle)
-        parent_uuid = _text(nvml.nvmlDeviceGetUUID(parent))
-        mig_name = _text(nvml.nvmlDeviceGetName(mig_handle))
-    except nvml.NVMLError as exc:
-        return None, f"no MIG instance has the UUID {entry!r} ({exc}; see `nvidia-smi -L`)"
-    for device in devices:
-        if device.uuid == parent_uuid:
-            return _Gpu(
-                device.index, device.handle, device.uuid, (entry, mig_name, mig_handle)
-            ), None
-    return None, f"the parent GPU of MIG instance {entry!r} was not found"
-
-
-def _choose(nvml: ModuleType, selection: _Selection) -> tuple[list[_Gpu], list[str]]:
-    """The GPUs to measure, and sentences about entries that named none (CUDA_VISIBLE_DEVICES)."""
-    count = int(nvml.nvmlDeviceGetCount())
-    devices: list[_Gpu] = []
-    for index in range(count):
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        devices.append(_Gpu(index, handle, _text(nvml.nvmlDeviceGetUUID(handle))))
-    if selection.entries is None:
-        return devices, []
-    chosen: list[_Gpu] = []
-    problems: list[str] = []
-    for entry in selection.entries:
-        device, why = _resolve(nvml, entry, devices)
-        if device is None:
-            if selection.origin == "argument":
-                raise ConfigError(
-                    f"gpus={selection.raw!r}: {why}. Pass indices or UUIDs from that list, "
-                    "or 'all'."
-                )
-            problems.append(
-                f"CUDA_VISIBLE_DEVICES={selection.raw!r}: {why}. CUDA ignores that entry and "
-                "every one after it, and so does carbon-jupyter; fix the variable or pass "
-                "--gpus all."
-            )
-            break
-        if all(c.index != device.index for c in chosen):
-            chosen.append(device)
-    return chosen, problems
-
-
 # -- building sensors ---------------------------------------------------------------
 
 
@@ -556,14 +351,14 @@ def _try(nvml: ModuleType, fn: str, *args: Any) -> tuple[Any, Any]:
 
 
 def _sensor_for(
-    nvml: ModuleType, session: _Session, gpu: _Gpu
+    nvml: ModuleType, session: _Session, gpu: Gpu
 ) -> tuple[NvmlSensor | None, str | None]:
-    unsupported = _unsupported_codes(nvml)
+    unsupported = unsupported_codes(nvml)
     label = f"GPU {gpu.index}"
     name_value, exc = _try(nvml, "nvmlDeviceGetName", gpu.handle)
     if exc is not None:
-        return None, f"{label} could not be named: {_reason(nvml, exc)}. It is not measured."
-    name = _text(name_value)
+        return None, f"{label} could not be named: {reason(nvml, exc)}. It is not measured."
+    name = nvml_text(name_value)
     label = f"GPU {gpu.index} ({name})"
     uuid = gpu.uuid
     detail = ""
@@ -588,7 +383,7 @@ def _sensor_for(
         method = "nvml-energy"
     else:
         if energy_exc.value not in unsupported:
-            return None, f"{label}: {_reason(nvml, energy_exc)}. It is not measured."
+            return None, f"{label}: {reason(nvml, energy_exc)}. It is not measured."
         _, power_exc = _try(nvml, "nvmlDeviceGetPowerUsage", handle)
         if power_exc is not None:
             return None, (
@@ -614,7 +409,7 @@ def _sensor_for(
         sensor = NvmlSensor(session=session, info=info, handle=handle, label=label, samples=samples)
         return sensor, None
     except nvml.NVMLError as exc:  # pragma: no cover - priming swallows NVML errors
-        return None, f"{label}: {_reason(nvml, exc)}. It is not measured."
+        return None, f"{label}: {reason(nvml, exc)}. It is not measured."
 
 
 def _import_pynvml() -> ModuleType | None:
@@ -639,7 +434,7 @@ def probe(
     and one problem sentence. Raises :class:`ConfigError` when ``gpus`` names a
     GPU that does not exist. Closing every sensor shuts NVML down.
     """
-    selection = _selection(gpus)
+    selection = selection_of(gpus)
     if selection.entries == []:
         if selection.origin == "CUDA_VISIBLE_DEVICES":
             return Probe(
@@ -666,15 +461,15 @@ def probe(
         nvml.nvmlInit()
     except nvml.NVMLError as exc:
         absent = (
-            _code(nvml, "NVML_ERROR_LIBRARY_NOT_FOUND"),
-            _code(nvml, "NVML_ERROR_DRIVER_NOT_LOADED"),
+            code(nvml, "NVML_ERROR_LIBRARY_NOT_FOUND"),
+            code(nvml, "NVML_ERROR_DRIVER_NOT_LOADED"),
         )
         if exc.value in absent:
             return Probe(SOURCE, (), (NO_GPU_PROBLEM,), expected=True)
         return Probe(
             SOURCE,
             (),
-            (f"NVML could not start: {_reason(nvml, exc)}. GPU energy is not measured.",),
+            (f"NVML could not start: {reason(nvml, exc)}. GPU energy is not measured.",),
         )
     except OSError as exc:  # a broken libnvidia-ml.so
         return Probe(SOURCE, (), (f"{NO_GPU_PROBLEM} ({exc})",), expected=True)
@@ -684,7 +479,7 @@ def probe(
     sensors: list[NvmlSensor] = []
     problems: list[str] = []
     try:
-        chosen, problems = _choose(nvml, selection)
+        chosen, problems = choose(nvml, selection)
         if not chosen and not problems:
             problems.append("NVML found no NVIDIA GPU on this machine: GPU energy is not measured.")
         for gpu in chosen:
@@ -698,7 +493,7 @@ def probe(
             sensor.close()
         sensors = []
         problems.append(
-            f"NVML could not list the GPUs: {_reason(nvml, exc)}. GPU energy is not measured."
+            f"NVML could not list the GPUs: {reason(nvml, exc)}. GPU energy is not measured."
         )
     except BaseException:
         for sensor in sensors:
