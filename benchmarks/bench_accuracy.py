@@ -152,6 +152,62 @@ def rapl_dropped() -> dict[str, object]:
     return {"truth": 2, "reported": said + said_later, "unit": "runs that say so"}
 
 
+# -- power-only GPUs ---------------------------------------------------------------------------
+
+
+LOW_W, HIGH_W, LOW_S, PERIOD_S = 100.0, 300.0, 1.3, 2.0
+
+
+def _step_energy_j(t_s: float) -> float:
+    """Energy of the step trace from 0 to ``t_s``, exactly."""
+    cycles, rest_s = divmod(t_s, PERIOD_S)
+    per_cycle_j = LOW_W * LOW_S + HIGH_W * (PERIOD_S - LOW_S)
+    return cycles * per_cycle_j + LOW_W * min(rest_s, LOW_S) + HIGH_W * max(rest_s - LOW_S, 0.0)
+
+
+def _nvml_power(buffer: bool) -> dict[str, object]:
+    import carbon_jupyter as cj
+    from carbon_jupyter.sensors import nvml
+    from tests.fake_nvml import FakeGpu, FakeNvml
+
+    # On the real clock, so every run starts at its own phase of the trace.
+    gpu = FakeGpu(
+        name="Tesla P100-PCIE-16GB",
+        energy_counter=False,
+        power_limit_w=250.0,
+        power_w=lambda t: LOW_W if t % PERIOD_S < LOW_S else HIGH_W,
+    )
+    gpu.power_samples = buffer
+    fake = FakeNvml([gpu], clock=time.monotonic)
+    sensors = nvml.probe("all", nvml=fake).sensors
+    first = len(fake.calls)
+    with cj.track("steps", sensors=sensors, sink=None, interval=1.0, intensity=100) as handle:
+        time.sleep(6.0)
+    for sensor in sensors:
+        sensor.close()
+    run = handle.run
+    assert run is not None
+    # The truth between the first and the last read of the GPU's power, whichever call it was.
+    names = ("nvmlDeviceGetSamples", "nvmlDeviceGetPowerUsage")
+    times = [t for name, t in zip(fake.calls[first:], fake.call_times_s[first:], strict=True)
+             if name in names]  # fmt: skip
+    return {
+        "truth": _step_energy_j(times[-1]) - _step_energy_j(times[0]),
+        "reported": run.devices[0].energy_j,
+        "unit": "J",
+    }
+
+
+@case("nvml-power-buffer", "GPU without counter, driver samples, 100/300 W steps, 1 s", 2.0)
+def nvml_power_buffer() -> dict[str, object]:
+    return _nvml_power(buffer=True)
+
+
+@case("nvml-power-poll", "GPU without counter or sample buffer, 100/300 W steps, 1 s", 2.0)
+def nvml_power_poll() -> dict[str, object]:
+    return _nvml_power(buffer=False)
+
+
 # -- running and reporting ---------------------------------------------------------------------
 
 
@@ -213,6 +269,10 @@ def main() -> None:
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_one:
+        # carbon_jupyter from the source under test; the fakes always from this checkout.
+        import carbon_jupyter  # noqa: F401
+
+        sys.path.insert(0, str(ROOT))
         print(json.dumps(CASES[args.run_one][2]()))
         return
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; {args.repeat} runs")
