@@ -218,7 +218,8 @@ class Tracker:
                 "this tracker was already started; make a new Tracker (or track()) per run"
             )
         sampler = Sampler(self._discover(), interval_s=self.interval_s, clock=self._clock)
-        self._missing_warnings = tuple(missing_devices(d.device_id for d in sampler.devices))
+        if self._sensors is None:  # discovered: say which earlier-lost devices it lacks
+            self._missing_warnings = tuple(missing_devices(d.device_id for d in sampler.devices))
         self._sink = _default_sink() if self._sink_arg == "default" else self._sink_arg  # type: ignore[assignment]
         self.started_at = utc_now_iso()
         self._sampler = sampler

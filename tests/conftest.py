@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from carbon_jupyter import notices
+from carbon_jupyter import device_health, notices
 from carbon_jupyter.sensors.process import reset_shared_tree
 
 
@@ -53,3 +53,4 @@ def _isolated_environment(
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(home / "jupyter-data"))
     notices.reset()
     reset_shared_tree()
+    device_health.forget()

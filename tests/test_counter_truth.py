@@ -303,3 +303,27 @@ def test_the_sampler_thread_reads_fast_counters_between_ticks() -> None:
     assert result.samples and len(result.samples) == 1
     (device,) = result.devices
     assert device.energy_j == pytest.approx(5.0 * result.duration_s, rel=0.05)
+
+
+def test_a_device_gone_from_the_machine_is_named_by_every_later_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    tree = FakePowercap(tmp_path / "powercap")
+    tree.add_package(0)
+    second = tree.add_package(1)
+
+    def remove() -> None:
+        shutil.rmtree(second)
+
+    run = track_tree(monkeypatch, tree.root, seconds=1.5, during=remove, at_s=0.7)
+    (lost,) = [w for w in run.warnings if w.startswith("cpu:1 ")]
+    assert "is gone" in lost
+    # Probed again, the machine no longer shows package 1; runs still say what they lack.
+    reset_sensors()
+    for _ in range(2):
+        later = track_tree(monkeypatch, tree.root, seconds=0.2)
+        assert [d.device.device_id for d in later.devices if d.device.kind == "cpu"] == ["cpu:0"]
+        (missing,) = [w for w in later.warnings if w.startswith("cpu:1 ")]
+        assert "earlier run" in missing and "not measured in this one" in missing

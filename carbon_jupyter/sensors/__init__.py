@@ -21,7 +21,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from carbon_jupyter.device_health import forget as forget_lost_devices
 from carbon_jupyter.notices import logger, notice_once
 from carbon_jupyter.sensors.base import Probe, Reading, Sensor
 from carbon_jupyter.sensors.process import reset_shared_tree
@@ -100,7 +99,6 @@ def reset() -> None:
                     pass
         _cache.clear()
     reset_shared_tree()
-    forget_lost_devices()
 
 
 def _probe_all(gpus: str | Sequence[int | str] | None, powercap_root: str | None) -> Discovery:
