@@ -282,6 +282,7 @@ DATA_FILES: tuple[str, ...] = (
     "cloud_region_locations.csv",
     "constants.csv",
     "hardware_power.csv",
+    "vcpu_power.csv",
 )
 
 

@@ -1,22 +1,18 @@
 """The CPU, estimated from its utilisation (method ``cpu-model``).
 
-Used where no RAPL counter can be read. Each reading turns the machine's CPU
-utilisation since the previous reading into power on a load curve scaled by the
-CPU's thermal design power (TDP)::
+Used where no RAPL counter can be read. The machine's CPU utilisation ``u``
+(0..1, busy over total CPU time of all logical CPUs, see
+:mod:`carbon_jupyter.sensors.cpu_share`) becomes power in one of two ways.
 
-    power_w = tdp_w * curve(utilisation)
-
-**The load curve** is the one Teads Engineering derived from SPECpower results
-and their own RAPL measurements of AWS bare-metal machines (B. Davy, *Estimating
-AWS EC2 Instances Power Consumption*, Teads Engineering, 2021), also used by the
+**Bare metal: the TDP load curve.** ``power_w = tdp_w * curve(u)`` on the
+curve Teads Engineering derived from SPECpower results and their own RAPL
+measurements of AWS bare-metal machines (B. Davy, *Estimating AWS EC2
+Instances Power Consumption*, Teads Engineering, 2021), also used by the
 Boavizta API and the Green Software Foundation's Impact Framework: 12 % of TDP
 at idle, 32 % at 10 % load, 75 % at 50 % load and 102 % at full load, linear in
 between. These four points are not in the shipped data files; they are an
 assumption taken from those publications, and the curve is known not to fit
-every processor. It keeps an idle floor (a powered CPU draws power while doing
-nothing) and rises with load.
-
-**The TDP**, first that applies:
+every processor. The TDP, first that applies:
 
 1. ``CARBON_JUPYTER_CPU_TDP_W`` - the total TDP of the CPUs this machine sees,
    in watts (a positive number; anything else raises ConfigError);
@@ -27,27 +23,51 @@ nothing) and rises with load.
 4. 85 W (CodeCarbon's figure for an unknown CPU model) when even the core count
    is unknown.
 
-In a virtual machine the table's TDP is the whole physical package's, shared
-with other tenants; set ``CARBON_JUPYTER_CPU_TDP_W`` to your part of it (for
-example TDP x your vCPUs / the package's threads) for a fairer device figure.
+**Virtual machine: per vCPU.** A guest sees the host's model name and a few of
+its threads, so a package TDP (or 12 W times the cores the guest sees) is
+several times too high. There ``power_w = vcpus * (min_w + u * (max_w - min_w))``
+with the watts per vCPU of Cloud Carbon Footprint for the processor's
+microarchitecture, or a provider's or the providers' average when the
+microarchitecture is unknown; ``vcpus`` is the logical CPU count the guest
+sees. How a virtual machine and its cloud are recognised, the override
+``CARBON_JUPYTER_VIRTUAL=1``/``0`` and the coefficient table are in
+:mod:`carbon_jupyter.sensors.virtual`. ``CARBON_JUPYTER_CPU_TDP_W`` wins over
+this too: set it to use the load curve with your own figure.
 
-The first reading of a run has no previous one to compare with, so its power
-uses the average utilisation since boot and its process share is None.
+**Energy, whatever the interval.** The sensor integrates itself: each reading
+turns the utilisation since *its* previous reading into power and adds that
+power times the time since that reading (its own monotonic clock) to a running
+total, returned as ``Reading.counter_j`` (with no range). The sampler takes
+differences of that counter, so a run's energy is the sum over its intervals of
+``power(u_interval) * dt_interval``: it does not depend on the sampling interval,
+and no utilisation from before the run (such as the average since boot) enters
+it, since the reading at a run's start only sets the run's zero.
+``Reading.power_w`` is the latest interval's power for the live plot (at the
+utilisation shown with it: that of the latest interval long enough to
+resolve, see :mod:`carbon_jupyter.sensors.cpu_share`); the sensor's very first
+reading has no interval, so it gives no power, utilisation or process share.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import psutil
 
 from carbon_jupyter.model import DeviceInfo
+from carbon_jupyter.sensors import virtual
 from carbon_jupyter.sensors.base import Probe, Reading
 from carbon_jupyter.sensors.cpu_share import CpuActivity
 from carbon_jupyter.sensors.hardware import (
     constant_value,
     cpu_model_name,
     cpu_socket_count,
+    cpuinfo_field,
     env_positive_float,
     lookup_tdp_w,
 )
@@ -57,20 +77,72 @@ CPU_TDP_ENV = "CARBON_JUPYTER_CPU_TDP_W"
 
 #: (utilisation, fraction of TDP) points of the Teads load curve; see the module docstring.
 LOAD_CURVE: tuple[tuple[float, float], ...] = ((0.0, 0.12), (0.1, 0.32), (0.5, 0.75), (1.0, 1.02))
+#: ``max_power_w`` over the model's full-load power: room for a reading's timing jitter.
+MAX_POWER_MARGIN = 1.5
+
+
+def _interpolate(points: tuple[tuple[float, float], ...], u: float) -> float:
+    u = min(1.0, max(0.0, u))
+    for (u0, y0), (u1, y1) in itertools.pairwise(points):
+        if u <= u1:
+            return y0 + (y1 - y0) * (u - u0) / (u1 - u0)
+    return points[-1][1]
 
 
 def load_fraction(utilisation: float) -> float:
     """Fraction of TDP drawn at ``utilisation`` (0..1, clamped), on :data:`LOAD_CURVE`."""
-    u = min(1.0, max(0.0, utilisation))
-    for (u0, f0), (u1, f1) in itertools.pairwise(LOAD_CURVE):
-        if u <= u1:
-            return f0 + (f1 - f0) * (u - u0) / (u1 - u0)
-    return LOAD_CURVE[-1][1]
+    return _interpolate(LOAD_CURVE, utilisation)
 
 
 def cpu_power_w(tdp_w: float, utilisation: float) -> float:
     """Estimated CPU power in watts at ``utilisation`` (0..1) for a CPU of ``tdp_w``."""
     return tdp_w * load_fraction(utilisation)
+
+
+@dataclass(frozen=True)
+class CpuPowerModel:
+    """Power in watts as a piecewise-linear function of utilisation (0..1).
+
+    ``points`` are (utilisation, watts) from 0 to 1; ``note`` says where the
+    figures come from; ``rated_w`` is the figure the model is scaled by (the
+    TDP, or the vCPUs' full-load power), recorded as the device's power limit.
+    """
+
+    points: tuple[tuple[float, float], ...]
+    note: str
+    rated_w: float
+
+    def power_w(self, utilisation: float) -> float:
+        """Modelled power in watts at ``utilisation`` (clamped to 0..1)."""
+        return _interpolate(self.points, utilisation)
+
+    @property
+    def idle_w(self) -> float:
+        return self.points[0][1]
+
+    @property
+    def full_load_w(self) -> float:
+        return max(watts for _, watts in self.points)
+
+
+def tdp_power_model(tdp_w: float, tdp_note: str = "") -> CpuPowerModel:
+    """The Teads load curve for a CPU of ``tdp_w`` watts."""
+    note = (
+        f"CPU utilisation on the Teads load curve (12 % of TDP idle, 102 % at full load) "
+        f"x {tdp_note or f'TDP {tdp_w:g} W'}"
+    )
+    return CpuPowerModel(tuple((u, tdp_w * f) for u, f in LOAD_CURVE), note, tdp_w)
+
+
+def vcpu_power_model(vcpus: int, coefficients: virtual.VcpuPower) -> CpuPowerModel:
+    """``vcpus`` times the per-vCPU line of ``coefficients``."""
+    low, high = coefficients.min_w, coefficients.max_w
+    note = (
+        f"{vcpus} vCPUs x ({low:.3g} W + utilisation x ({high:.3g} - {low:.3g}) W) = "
+        f"{vcpus * low:.3g} W idle, {vcpus * high:.3g} W at full load; per-vCPU coefficients "
+        f"of Cloud Carbon Footprint: {coefficients.basis}"
+    )
+    return CpuPowerModel(((0.0, vcpus * low), (1.0, vcpus * high)), note, vcpus * high)
 
 
 def resolve_tdp_w(model_name: str, sockets: int | None = None) -> tuple[float, str]:
@@ -101,45 +173,117 @@ def resolve_tdp_w(model_name: str, sockets: int | None = None) -> tuple[float, s
     return tdp_w, f"{unknown} and the core count is unknown; TDP {tdp_w:g} W (CodeCarbon default)"
 
 
-class CpuModelSensor:
-    """Machine CPU utilisation on a load curve times a TDP; an estimate, not a measurement."""
+def resolve_power_model(
+    model_name: str,
+    *,
+    cpuinfo: str | os.PathLike[str] = virtual.CPUINFO,
+    dmi_dir: str | os.PathLike[str] = virtual.DMI_DIR,
+    environ: Mapping[str, str] | None = None,
+    vcpus: int | None = None,
+    machine: str | None = None,
+) -> CpuPowerModel:
+    """The power model for this machine; its ``note`` says which and why.
 
-    def __init__(self, info: DeviceInfo, tdp_w: float, activity: CpuActivity) -> None:
+    ``cpuinfo``, ``dmi_dir`` and ``environ`` are where the machine is
+    recognised (:func:`carbon_jupyter.sensors.virtual.detect`); ``vcpus``
+    defaults to the logical CPU count and ``machine`` to :func:`platform.machine`.
+    Raises ConfigError for a bad ``CARBON_JUPYTER_CPU_TDP_W`` or
+    ``CARBON_JUPYTER_VIRTUAL``.
+    """
+    found = virtual.detect(cpuinfo=cpuinfo, dmi_dir=dmi_dir, environ=environ)
+    override = env_positive_float(CPU_TDP_ENV)
+    if found.virtual and override is None:
+        arch = virtual.microarchitecture(
+            model_name,
+            provider=found.provider,
+            machine=machine,
+            cpu_part=cpuinfo_field("CPU part", cpuinfo),
+        )
+        coefficients = virtual.vcpu_power(model_name, provider=found.provider, arch=arch or "")
+        model = vcpu_power_model(vcpus or virtual.logical_cpus(), coefficients)
+        cloud = (
+            f", on {found.provider} ({found.provider_evidence})"
+            if found.provider is not None
+            else ""
+        )
+        where = f"virtual machine ({found.evidence}{cloud})"
+        return CpuPowerModel(model.points, f"{where}: {model.note}", model.rated_w)
+    tdp_w, tdp_note = resolve_tdp_w(model_name, cpu_socket_count(cpuinfo))
+    model = tdp_power_model(tdp_w, tdp_note)
+    if found.virtual:
+        where = f"virtual machine ({found.evidence}), {CPU_TDP_ENV} wins over per-vCPU figures"
+    else:
+        where = f"bare metal ({found.evidence})"
+    return CpuPowerModel(model.points, f"{where}: {model.note}", model.rated_w)
+
+
+class CpuModelSensor:
+    """Machine CPU utilisation turned into power and integrated; an estimate, not a measurement.
+
+    ``clock`` (monotonic seconds) is injectable for tests. See the module
+    docstring for what each reading carries.
+    """
+
+    def __init__(
+        self,
+        info: DeviceInfo,
+        model: CpuPowerModel,
+        activity: CpuActivity,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.info = info
-        self.tdp_w = tdp_w
+        self.model = model
+        #: The most this model can say, with a margin (see :mod:`carbon_jupyter.sensors.base`).
+        self.max_power_w = MAX_POWER_MARGIN * model.full_load_w
         self._activity = activity
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._read_at: float | None = None
+        self._energy_j = 0.0
 
     def read(self) -> Reading:
-        delta = self._activity.update()
-        if delta is None:
-            busy, share = self._activity.since_boot_busy_fraction(), None
-        else:
-            busy, share = delta.busy_fraction, delta.process_share
-        return Reading(
-            power_w=cpu_power_w(self.tdp_w, busy),
-            utilization_pct=100.0 * busy,
-            process_share=share,
-        )
+        with self._lock:
+            now = self._clock()
+            delta = self._activity.update()
+            previous, self._read_at = self._read_at, now
+            if delta is None or previous is None:
+                return Reading(counter_j=self._energy_j)
+            # The energy uses this very interval; the live figures the resolved one.
+            power_w = self.model.power_w(delta.interval_busy_fraction)
+            self._energy_j += power_w * max(0.0, now - previous)
+            return Reading(
+                counter_j=self._energy_j,
+                power_w=self.model.power_w(delta.busy_fraction),
+                utilization_pct=100.0 * delta.busy_fraction,
+                process_share=delta.process_share,
+            )
 
     def close(self) -> None:
         """Nothing to release."""
 
 
-def probe(*, tree: ProcessTree | None = None, activity: CpuActivity | None = None) -> Probe:
-    """The CPU model for this machine. Raises ConfigError for a bad TDP override."""
-    model_name = cpu_model_name()
-    tdp_w, tdp_note = resolve_tdp_w(model_name)
+def probe(
+    *,
+    tree: ProcessTree | None = None,
+    activity: CpuActivity | None = None,
+    cpuinfo: str | os.PathLike[str] = virtual.CPUINFO,
+    dmi_dir: str | os.PathLike[str] = virtual.DMI_DIR,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Probe:
+    """The CPU model for this machine. Raises ConfigError for a bad override."""
+    model_name = cpu_model_name(cpuinfo)
+    model = resolve_power_model(model_name, cpuinfo=cpuinfo, dmi_dir=dmi_dir, environ=environ)
     info = DeviceInfo(
         device_id="cpu",
         kind="cpu",
         name=model_name or "CPU",
         method="cpu-model",
-        power_limit_w=tdp_w,
-        detail=(
-            f"estimate: CPU utilisation on the Teads load curve (12 % of TDP idle, "
-            f"102 % at full load) x {tdp_note}"
-        ),
+        power_limit_w=model.rated_w,
+        detail=f"estimate: {model.note}",
     )
     if activity is None:
         activity = CpuActivity(tree)
-    return Probe(source="cpu-model", sensors=(CpuModelSensor(info, tdp_w, activity),))
+    sensor = CpuModelSensor(info, model, activity, clock=clock)
+    return Probe(source="cpu-model", sensors=(sensor,))

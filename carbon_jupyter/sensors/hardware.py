@@ -1,7 +1,8 @@
 """What the machine is, and the shipped power figures for it.
 
 * :func:`cpu_model_name` - the CPU brand string (``/proc/cpuinfo`` ``model name``,
-  else what :func:`platform.processor` says).
+  else what :func:`platform.processor` says); :func:`cpuinfo_field` any other
+  field of ``/proc/cpuinfo`` (``flags``, ``CPU part``).
 * :func:`lookup_tdp_w` - the thermal design power of a CPU or GPU model from the
   table shipped in ``carbon_jupyter/data/hardware_power.csv``, with the key of
   the source it comes from (see ``DATA-SOURCES``/``SOURCES.md``).
@@ -118,12 +119,21 @@ def _cpuinfo_fields(cpuinfo: str | os.PathLike[str]) -> list[tuple[str, str]]:
     return fields
 
 
+def cpuinfo_field(name: str, cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
+    """The first value of the ``/proc/cpuinfo`` field ``name`` (``flags``, ``CPU part``...); "".
+
+    Field names are matched without regard to case.
+    """
+    wanted = name.strip().lower()
+    for key, value in _cpuinfo_fields(cpuinfo):
+        if key == wanted and value:
+            return value
+    return ""
+
+
 def cpu_model_name(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
     """The CPU brand string, e.g. ``AMD EPYC 7763 64-Core Processor``; "" when unknown."""
-    for key, value in _cpuinfo_fields(cpuinfo):
-        if key == "model name" and value:
-            return value
-    return platform.processor().strip()
+    return cpuinfo_field("model name", cpuinfo) or platform.processor().strip()
 
 
 def cpu_socket_count(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> int:

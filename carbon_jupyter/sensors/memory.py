@@ -10,7 +10,10 @@ another figure.
 
 "Installed" is the total the operating system reports (:func:`psutil.virtual_memory`),
 counted in GiB because memory is sold in binary gigabytes; in a container this is
-the host's memory, not the container's limit.
+the host's memory, not the container's limit. In a virtual machine (recognised
+as :mod:`carbon_jupyter.sensors.virtual` says) it is the memory given to the
+guest, its part of the host's, and the device's detail says so; the W/GB
+figure stays the same, since memory draws power per GB whoever holds it.
 
 The process share is the resident memory of the kernel's process tree over the
 machine's used memory, clamped to 0..1 (see :func:`memory_share`); it and the
@@ -19,12 +22,14 @@ memory in use are read at most every :data:`MEMORY_REFRESH_S` seconds.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import psutil
 
 from carbon_jupyter.model import DeviceInfo
+from carbon_jupyter.sensors import virtual
 from carbon_jupyter.sensors.base import Probe, Reading
 from carbon_jupyter.sensors.hardware import constant_value, env_positive_float
 from carbon_jupyter.sensors.process import ProcessTree, shared_tree
@@ -83,8 +88,18 @@ class RamModelSensor:
         """Nothing to release."""
 
 
-def probe(*, tree: ProcessTree | None = None) -> Probe:
-    """The RAM model for this machine. Raises ConfigError for a bad W/GB override."""
+def probe(
+    *,
+    tree: ProcessTree | None = None,
+    cpuinfo: str | os.PathLike[str] = virtual.CPUINFO,
+    dmi_dir: str | os.PathLike[str] = virtual.DMI_DIR,
+    environ: Mapping[str, str] | None = None,
+) -> Probe:
+    """The RAM model for this machine. Raises ConfigError for a bad override.
+
+    ``cpuinfo``, ``dmi_dir`` and ``environ`` are where a virtual machine is
+    recognised (:func:`carbon_jupyter.sensors.virtual.detect`).
+    """
     override = env_positive_float(RAM_W_PER_GB_ENV)
     if override is not None:
         w_per_gb, source = override, f"set by {RAM_W_PER_GB_ENV}"
@@ -93,6 +108,13 @@ def probe(*, tree: ProcessTree | None = None) -> Probe:
     total_b = int(psutil.virtual_memory().total)
     size_gb = total_b / _B_PER_GB
     power_w = size_gb * w_per_gb
+    found = virtual.detect(cpuinfo=cpuinfo, dmi_dir=dmi_dir, environ=environ)
+    scope = (
+        f"; a virtual machine ({found.evidence}): the memory is the guest's own, "
+        f"its part of the host's"
+        if found.virtual
+        else ""
+    )
     info = DeviceInfo(
         device_id="ram",
         kind="ram",
@@ -100,7 +122,7 @@ def probe(*, tree: ProcessTree | None = None) -> Probe:
         method="ram-model",
         detail=(
             f"estimate: {size_gb:.1f} GB installed x {w_per_gb:g} W/GB ({source}) "
-            f"= {power_w:.1f} W, constant while the run lasts"
+            f"= {power_w:.1f} W, constant while the run lasts{scope}"
         ),
     )
     sensor = RamModelSensor(info, power_w, tree if tree is not None else shared_tree())
