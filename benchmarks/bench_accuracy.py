@@ -208,6 +208,113 @@ def nvml_power_poll() -> dict[str, object]:
     return _nvml_power(buffer=False)
 
 
+# -- the process share of child processes --------------------------------------------------
+
+
+def _children(burn_s: float, block_s: float, interval: float) -> dict[str, object]:
+    import multiprocessing
+
+    from carbon_jupyter import sensors
+    from tests.test_child_processes import BURNERS, burn_cpu, shares, unrelated_burners
+
+    sensors.discover()  # a kernel that has already run a cell
+    context = multiprocessing.get_context("fork")
+    with unrelated_burners(BURNERS):
+
+        def block() -> float:
+            started = time.monotonic()
+            child = context.Process(target=burn_cpu, args=(burn_s,))
+            child.start()
+            child.join()
+            time.sleep(max(0.0, block_s - (time.monotonic() - started)))
+            return 0.0
+
+        reported, truth = shares(block, interval_s=interval)
+    return {"truth": truth, "reported": reported, "unit": "share of the CPU"}
+
+
+@case("child-busy", "multiprocessing child burns 5.7 s of a 6 s block, other core busy", 10.0)
+def child_busy() -> dict[str, object]:
+    return _children(5.7, 6.0, 1.0)
+
+
+@case("child-exits", "a child burns 3 s and exits inside a 5 s block, other core busy", 10.0)
+def child_exits() -> dict[str, object]:
+    return _children(3.0, 5.0, 1.0)
+
+
+# -- the CPU model -------------------------------------------------------------------------------
+
+
+def _cpu_model(interval: float, block: Callable[[], None], settle_s: float) -> dict[str, object]:
+    import carbon_jupyter as cj
+    from carbon_jupyter.sensors import cpu_model, discover
+    from carbon_jupyter.sensors.cpu_share import machine_cpu_seconds
+
+    (sensor,) = [s for s in discover().sensors if s.info.method == "cpu-model"]
+    model = getattr(sensor, "model", None)  # older versions: a TDP on the load curve
+    power_at = model.power_w if model is not None else (
+        lambda u: cpu_model.cpu_power_w(sensor.tdp_w, u)  # type: ignore[attr-defined]
+    )  # fmt: skip
+    time.sleep(settle_s)
+    busy0, total0 = machine_cpu_seconds()
+    with cj.track("model", interval=interval, intensity=100, sink=None) as handle:
+        block()
+    busy1, total1 = machine_cpu_seconds()
+    run = handle.run
+    assert run is not None
+    return {
+        "truth": power_at((busy1 - busy0) / (total1 - total0)),
+        "reported": run.cpu_energy_j / run.duration_s,
+        "unit": "W",
+    }
+
+
+def _busy(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+@case("cpu-model-idle-0.05s", "CPU model, idle 3 s block, 0.05 s interval, fresh process", 3.0)
+def cpu_model_idle_fast() -> dict[str, object]:
+    return _cpu_model(0.05, lambda: time.sleep(3.0), 0.0)
+
+
+@case("cpu-model-idle-1s", "CPU model, idle 3 s block, 1 s interval, fresh process", 3.0)
+def cpu_model_idle_1() -> dict[str, object]:
+    return _cpu_model(1.0, lambda: time.sleep(3.0), 0.0)
+
+
+@case("cpu-model-idle-5s", "CPU model, idle 3 s block, 5 s interval, fresh process", 3.0)
+def cpu_model_idle_5() -> dict[str, object]:
+    return _cpu_model(5.0, lambda: time.sleep(3.0), 0.0)
+
+
+@case("cpu-model-busy-300ms", "CPU model, 300 ms busy block after 0.5 s idle, 1 s interval", 5.0)
+def cpu_model_busy() -> dict[str, object]:
+    return _cpu_model(1.0, lambda: _busy(0.3), 0.5)
+
+
+@case("cpu-model-vm-full-load", "CPU model at full load on this VM against CCF per-vCPU max", 0.0)
+def cpu_model_vm() -> dict[str, object]:
+    import csv
+
+    from carbon_jupyter.sensors import cpu_model, discover
+
+    (sensor,) = [s for s in discover().sensors if s.info.method == "cpu-model"]
+    model = getattr(sensor, "model", None)
+    full_w = model.power_w(1.0) if model is not None else cpu_model.cpu_power_w(
+        sensor.tdp_w, 1.0  # type: ignore[attr-defined]
+    )  # fmt: skip
+    # Truth for a VM whose microarchitecture and provider are unknown: CCF's provider
+    # rows' mean maximum watts per vCPU, times the vCPUs this machine shows.
+    with open(ROOT / "carbon_jupyter" / "data" / "vcpu_power.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["scope"].startswith("provider")]
+    per_vcpu_w = statistics.mean(float(r["max_w_per_vcpu"]) for r in rows)
+    return {"truth": per_vcpu_w * len(os.sched_getaffinity(0)), "reported": full_w, "unit": "W"}
+
+
 # -- running and reporting ---------------------------------------------------------------------
 
 
