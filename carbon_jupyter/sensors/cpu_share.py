@@ -42,20 +42,22 @@ from dataclasses import dataclass
 import psutil
 
 from carbon_jupyter.sensors.process import ProcessTree, shared_tree
+from carbon_jupyter.sensors.procfs import KeptFile
 
 _CLOCK_TICKS_PER_S = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+_PROC_STAT = KeptFile("/proc/stat")
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the machine since boot, summed over logical CPUs.
 
-    On Linux the first line of ``/proc/stat`` is parsed directly (a few
-    microseconds, read on every sample); elsewhere :func:`psutil.cpu_times`.
+    On Linux the first line of ``/proc/stat`` is parsed directly, read through a
+    descriptor kept open (one system call per sample); elsewhere
+    :func:`psutil.cpu_times`.
     """
     if sys.platform.startswith("linux"):
         try:
-            with open("/proc/stat", "rb") as f:
-                fields = f.readline().split()
+            fields = _PROC_STAT.read(512).split(b"\n", 1)[0].split()
             if fields[0] == b"cpu":
                 # user nice system idle iowait irq softirq steal [guest guest_nice]:
                 # guest time is already inside user and nice, so it is not added again.
