@@ -12,6 +12,7 @@ Python API::
     def predict(): ...
 
     cj.runs(label="fine-tune")        # stored runs, newest first
+    cj.iter_runs(label="sweep-*")     # every matching run, streamed
     cj.samples(run_id)                # the power samples of one run
     cj.totals(by="day")               # energy and CO2 added up per label, notebook, phase, day
 
@@ -39,6 +40,7 @@ __all__ = [
     "Sample",
     "Tracker",
     "__version__",
+    "iter_runs",
     "load_ipython_extension",
     "runs",
     "samples",
@@ -71,14 +73,24 @@ def runs(**filters: Any) -> Any:
     """Stored runs, newest first; see :meth:`carbon_jupyter.store.Store.runs` for the filters."""
     from carbon_jupyter.store import open_store
 
-    return open_store().runs(**filters)
+    return open_store(create=False).runs(**filters)
+
+
+def iter_runs(**filters: Any) -> Any:
+    """Every stored run matching ``filters``, newest first, streamed one at a time.
+
+    See :meth:`carbon_jupyter.store.Store.iter_runs`.
+    """
+    from carbon_jupyter.store import open_store
+
+    return open_store(create=False).iter_runs(**filters)
 
 
 def samples(run_id: str) -> Any:
     """The stored samples of one run (an id or a unique prefix of one)."""
     from carbon_jupyter.store import open_store
 
-    store = open_store()
+    store = open_store(create=False)
     return store.samples(store.get_run(run_id).id)
 
 
@@ -86,7 +98,7 @@ def totals(by: str = "label", **filters: Any) -> Any:
     """Count, duration, energy and CO2 of stored runs per label, notebook, phase or day."""
     from carbon_jupyter.store import open_store
 
-    return open_store().totals(by=by, **filters)
+    return open_store(create=False).totals(by=by, **filters)
 
 
 def load_ipython_extension(ipython: Any) -> None:

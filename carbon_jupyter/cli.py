@@ -14,32 +14,85 @@
     One stored run in full (an id or a unique prefix of one).
 ``carbon-jupyter totals [--by label|notebook|phase|day] [--since 7d]``
     Energy and CO2 added up per label, notebook, phase or day.
-``carbon-jupyter export PATH [--samples]``
-    Stored runs to ``.csv`` or ``.json``; a file named ``emissions.csv`` gets
-    CodeCarbon's column layout.
+``carbon-jupyter export PATH [--format codecarbon|csv|json] [--samples]``
+    Stored runs in CodeCarbon's ``emissions.csv`` layout, this tool's CSV or
+    its JSON. Without ``--format`` the name decides: ``*emissions.csv`` gets
+    CodeCarbon's layout, other ``.csv`` the CSV, ``.json`` the JSON.
 ``carbon-jupyter import PATH``
     Runs from a CodeCarbon ``emissions.csv`` or this tool's ``.json`` export;
-    importing the same file twice stores nothing twice.
+    importing the same file twice stores nothing twice, and a file without
+    runs is refused.
+
+``carbon-jupyter store check [--db PATH]``
+    Whether the store file is healthy: SQLite's integrity check, the schema
+    version and its counts of runs, devices and samples (exit code 0 healthy,
+    1 damaged).
+``carbon-jupyter store recover [--db PATH]``
+    Move a damaged store aside (``carbon.db.damaged-<UTC time>``, never
+    deleted) and copy every readable run, device row and sample into a fresh
+    one; says how many were copied and lost.
 
 Every command that reads or writes runs uses the shared SQLite file
-(``CARBON_JUPYTER_DB``, or ``--db PATH``).
+(``CARBON_JUPYTER_DB``, or ``--db PATH``). Only ``measure`` and ``import``
+create it; reading a store that does not exist says so and creates nothing.
+Bad input is refused with one line naming the fix and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from carbon_jupyter import __version__
 from carbon_jupyter import format as fmt
 from carbon_jupyter.errors import CarbonError
 
 Command = Callable[[argparse.Namespace], int]
+
+#: The longest ``--seconds`` accepted, in seconds (a year).
+MAX_SECONDS = 365 * 86400
+#: The most runs ``runs --last`` lists.
+MAX_LAST = 1_000_000_000
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line naming the fix (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _seconds(text: str) -> float:
+    """``--seconds``: a finite duration above 0, at most a year."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: give seconds above 0 and at most {MAX_SECONDS} "
+            "(a year), such as 5"
+        )
+    return value
+
+
+def _last(text: str) -> int:
+    """``--last``: how many runs, from 1 to MAX_LAST."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LAST:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of runs: give a whole number from 1 to {MAX_LAST}"
+        )
+    return value
 
 
 def _location_args(parser: argparse.ArgumentParser) -> None:
@@ -138,19 +191,20 @@ def cmd_intensity(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from carbon_jupyter.store import open_store
+    from carbon_jupyter.sensors import discover
+    from carbon_jupyter.store import open_sink
     from carbon_jupyter.tracker import Tracker
 
-    tracker = Tracker(
-        args.label,
-        sink=open_store(args.db),
-        interval=args.interval,
-        country=args.country,
-        region=args.region,
-        intensity=args.intensity,
-        pue=args.pue,
-        gpus=args.gpus,
-    )
+    options: dict[str, Any] = {
+        "interval": args.interval, "country": args.country, "region": args.region,
+        "intensity": args.intensity, "pue": args.pue, "gpus": args.gpus,
+    }  # fmt: skip
+    # Refused before anything is opened: a bad option, then a GPU that is not here.
+    Tracker(args.label, sink=None, sensors=(), **options)
+    discover(gpus=args.gpus)
+    sink = open_sink(args.db)
+    sink.open()  # the store, created if need be; a path that cannot hold one is refused
+    tracker = Tracker(args.label, sink=sink, **options)
     tracker.start()
     try:
         time.sleep(args.seconds)
@@ -163,9 +217,19 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Any:
+    """The store of ``--db``; only ``import`` writes, so only it may create one."""
     from carbon_jupyter.store import open_store
 
-    return open_store(args.db)
+    return open_store(args.db, create=args.command == "import")
+
+
+def _nothing_matches(store: Any, filters: dict[str, Any]) -> str:
+    """What to say when no run is listed: an empty store, or filters that match none."""
+    stored = sum(row["count"] for row in store.totals(by="phase"))
+    if not stored:
+        return f"no runs stored yet in {store.path}"
+    given = " ".join(f"--{name} {value}" for name, value in filters.items())
+    return f"no stored run matches {given} ({stored} run{'s' * (stored != 1)} stored in total)"
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,7 +238,10 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    print(fmt.runs_table_text(_store(args).runs(limit=args.last, **_filters(args))))
+    store = _store(args)
+    filters = _filters(args)
+    found = store.runs(limit=args.last, **filters)
+    print(fmt.runs_table_text(found) if found else _nothing_matches(store, filters))
     return 0
 
 
@@ -184,9 +251,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_totals(args: argparse.Namespace) -> int:
-    rows = _store(args).totals(by=args.by, since=args.since)
+    store = _store(args)
+    rows = store.totals(by=args.by, since=args.since)
     if not rows:
-        print("no runs stored yet")
+        print(_nothing_matches(store, _filters(args)))
         return 0
     print(f"{args.by:<32} {'runs':>5} {'duration':>14} {'energy':>12} {'CO2e':>10}")
     for row in rows:
@@ -198,20 +266,16 @@ def cmd_totals(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    store = _store(args)
-    path = Path(args.path).expanduser()
-    filters = _filters(args)
-    if path.name == "emissions.csv":
-        written = [store.export_codecarbon(path, **filters)]
-    elif path.suffix == ".csv":
-        written = store.export_csv(path, samples=args.samples, **filters)
-    elif path.suffix == ".json":
-        written = [store.export_json(path, samples=args.samples, **filters)]
-    else:
-        print("carbon-jupyter: error: name a .csv or .json file", file=sys.stderr)
-        return 2
-    for item in written:
-        print(f"wrote {item}")
+    from carbon_jupyter.store.export import choose_format, export_runs, output_path
+
+    path = output_path(args.path)  # a missing folder is named before the store is opened
+    chosen = choose_format(path, args.format)
+    exported = export_runs(
+        _store(args), path, format=chosen, samples=args.samples, **_filters(args)
+    )
+    print(f"wrote {exported}")
+    for extra in exported.files[1:]:
+        print(f"wrote their samples to {extra}")
     return 0
 
 
@@ -220,6 +284,31 @@ def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.path).expanduser()
     count = store.import_json(path) if path.suffix == ".json" else store.import_codecarbon(path)
     print(f"imported {count} new runs from {path}")
+    return 0
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    from carbon_jupyter.store import default_db_path
+
+    return Path(args.db).expanduser().absolute() if args.db else default_db_path()
+
+
+def cmd_store_check(args: argparse.Namespace) -> int:
+    from carbon_jupyter.store.recover import check
+
+    health = check(_store_path(args))
+    print(health.report())
+    return 0 if health.healthy else 1
+
+
+def cmd_store_recover(args: argparse.Namespace) -> int:
+    from carbon_jupyter.store.recover import check, recover
+
+    path = _store_path(args)
+    if check(path).healthy:
+        print(f"{path}: healthy, nothing to recover (`carbon-jupyter store check` counts it).")
+        return 0
+    print(recover(path).report())
     return 0
 
 
@@ -232,7 +321,7 @@ def _run_filters(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="carbon-jupyter",
         description="Measure the energy and CO2 of machine-learning work.",
     )
@@ -241,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="what this machine can measure, and why not")
     doctor.add_argument("--gpus", help="all, or GPU indices such as 0,1")
-    doctor.add_argument("--seconds", type=float, default=0.5, help="how long to read power")
+    doctor.add_argument("--seconds", type=_seconds, default=0.5, help="how long to read power")
     _location_args(doctor)
     doctor.set_defaults(func=cmd_doctor)
 
@@ -252,14 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     measure = sub.add_parser("measure", help="track this machine for a few seconds")
     measure.add_argument("label", nargs="?", default="measure")
-    measure.add_argument("--seconds", type=float, default=5.0)
+    measure.add_argument("--seconds", type=_seconds, default=5.0, help="how long to track")
     measure.add_argument("--interval", type=float, default=None)
     measure.add_argument("--gpus", help="all, or GPU indices such as 0,1")
     _location_args(measure)
     measure.set_defaults(func=cmd_measure)
 
     runs = sub.add_parser("runs", help="the stored runs, newest first")
-    runs.add_argument("--last", type=int, default=20)
+    runs.add_argument("--last", type=_last, default=20, help=f"how many runs (1 to {MAX_LAST})")
     _run_filters(runs)
     runs.set_defaults(func=cmd_runs)
 
@@ -274,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="stored runs to CSV, JSON or CodeCarbon's layout")
     export.add_argument("path")
+    export.add_argument(
+        "--format",
+        choices=["codecarbon", "csv", "json"],
+        help="the layout; default: by the name (*emissions.csv: codecarbon, .csv, .json)",
+    )
     export.add_argument("--samples", action="store_true", help="include the power samples")
     _run_filters(export)
     export.set_defaults(func=cmd_export)
@@ -282,7 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("path")
     imp.set_defaults(func=cmd_import)
 
-    for command in (measure, runs, show, totals, export, imp):
+    store = sub.add_parser("store", help="check the store file, or recover a damaged one")
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    check = store_sub.add_parser("check", help="integrity, schema version and counts")
+    check.set_defaults(func=cmd_store_check)
+    recover = store_sub.add_parser(
+        "recover", help="move a damaged store aside and copy what can be read into a fresh one"
+    )
+    recover.set_defaults(func=cmd_store_recover)
+
+    for command in (measure, runs, show, totals, export, imp, check, recover):
         command.add_argument("--db", default=None, help="the SQLite file (CARBON_JUPYTER_DB)")
     return parser
 

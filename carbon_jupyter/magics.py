@@ -23,16 +23,23 @@ Load with ``%load_ext carbon_jupyter`` (or list ``carbon_jupyter`` in
     The plot and summary of one stored run.
 ``%carbon config``
     The settings in force and where each came from.
-``%carbon export PATH``
-    Stored runs to ``.csv``, ``.json``, or CodeCarbon's layout when the file
-    is named ``emissions.csv``.
+``%carbon export PATH [--format codecarbon|csv|json] [--samples]``
+    Stored runs in CodeCarbon's ``emissions.csv`` layout, this tool's CSV or
+    its JSON; without ``--format`` a name ending in ``emissions.csv`` gets
+    CodeCarbon's layout, other ``.csv`` the CSV, ``.json`` the JSON.
 
 Settings live on the :class:`CarbonMagics` configurable
 (``%config CarbonMagics.interval = 0.5``), whose defaults come from the
 ``CARBON_JUPYTER_*`` environment variables.
 
+A ``%%carbon`` cell's run measures the cell's code and nothing else: the
+options are parsed, the code compiled and the live plot shown before the
+tracker starts, and the static plot and summary are drawn after it stopped.
+Nothing is registered on other cells unless ``%carbon auto on`` asks for it.
+
 This module is glue: measuring is :class:`carbon_jupyter.tracker.Tracker`,
-storing is :mod:`carbon_jupyter.store`, showing is :mod:`carbon_jupyter.display`.
+storing is :mod:`carbon_jupyter.store`, showing is :mod:`carbon_jupyter.display`
+and :mod:`carbon_jupyter.live`.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from functools import lru_cache
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -79,7 +87,9 @@ def _tracking_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="nothing shown; the run is stored")
 
 
+@lru_cache(maxsize=1)
 def _cell_parser() -> _Parser:
+    """The ``%%carbon`` options, built once (parsing leaves no state in the parser)."""
     parser = _Parser(prog="%%carbon", add_help=False)
     _tracking_options(parser)
     return parser
@@ -106,6 +116,7 @@ def _line_parser() -> _Parser:
     sub.add_parser("config", add_help=False)
     export = sub.add_parser("export", add_help=False)
     export.add_argument("path")
+    export.add_argument("--format", choices=["codecarbon", "csv", "json"])
     export.add_argument("--samples", action="store_true", help="include the power samples")
     return parser
 
@@ -150,9 +161,7 @@ class CarbonMagics(Magics):
         self._active_view: Any = None
         self._auto = False
         self._auto_tracker: Any = None
-        self._cell_id: str | None = None
-        self._raw_cell: str = ""
-        self._store_history = False
+        self._hooked = False
         self.last_run: Any = None
 
     @property
@@ -160,8 +169,13 @@ class CarbonMagics(Magics):
         """Whether every cell is tracked (``%carbon auto on``)."""
         return self._auto
 
-    def _execution_count(self, before_cell: bool = False) -> int | None:
-        """The In[n] number of the cell running now (or about to run, ``before_cell``).
+    def _running_cell(self) -> Any:
+        """IPython's ExecutionInfo of the cell running now (raw_cell, store_history, cell_id)."""
+        result = getattr(getattr(self.shell, "displayhook", None), "exec_result", None)
+        return getattr(result, "info", None)
+
+    def _execution_count(self, info: Any = None, before_cell: bool = False) -> int | None:
+        """The In[n] number of the cell ``info`` describes: running now, or about to run.
 
         IPython 8 increments its counter after a cell, IPython 9 before it; the
         input history holds every stored cell in both, the running one included
@@ -169,29 +183,42 @@ class CarbonMagics(Magics):
         """
         if self.shell is None:
             return None
+        info = self._running_cell() if info is None else info
         history = getattr(self.shell, "history_manager", None)
-        if self._store_history and history is not None:
+        if getattr(info, "store_history", False) and history is not None:
             return len(history.input_hist_raw) - (0 if before_cell else 1)
         return int(self.shell.execution_count)
 
-    # -- hooks --------------------------------------------------------------------------
+    # -- hooks, registered while every cell is tracked -----------------------------------
+    def _hook(self, on: bool) -> None:
+        events = getattr(self.shell, "events", None)
+        if events is None or on == self._hooked:
+            return
+        for event in _EVENTS:
+            callback = getattr(self, event)
+            if on:
+                events.register(event, callback)
+            else:
+                try:
+                    events.unregister(event, callback)
+                except ValueError:
+                    pass
+        self._hooked = on
+
     def pre_run_cell(self, info: Any) -> None:
-        self._store_history = bool(getattr(info, "store_history", False))
-        self._cell_id = getattr(info, "cell_id", None)
-        self._raw_cell = getattr(info, "raw_cell", "") or ""
-        if (
-            self._auto
-            and self._active is None
-            and not self._raw_cell.lstrip().startswith("%%carbon")
-        ):
+        raw_cell = getattr(info, "raw_cell", "") or ""
+        if self._auto and self._active is None and not raw_cell.lstrip().startswith("%%carbon"):
             try:
-                self._auto_tracker = self._tracker(None, {}, before_cell=True).start()
+                tracker = self._tracker(None, {}, info=info, before_cell=True)
+                self._auto_tracker = tracker.start()
             except CarbonError as exc:
                 print(f"carbon: auto tracking is off for this cell: {exc}")
                 self._auto_tracker = None
 
     def post_run_cell(self, result: Any) -> None:
         tracker, self._auto_tracker = self._auto_tracker, None
+        if not self._auto:  # switched off by this very cell: nothing more to follow
+            self._hook(False)
         if tracker is None:
             return
         # Started before the cell entered the history: the result knows its number.
@@ -211,7 +238,12 @@ class CarbonMagics(Magics):
 
     # -- building a tracker -------------------------------------------------------------
     def _tracker(
-        self, label: str | None, options: dict[str, Any], before_cell: bool = False
+        self,
+        label: str | None,
+        options: dict[str, Any],
+        *,
+        info: Any = None,
+        before_cell: bool = False,
     ) -> Any:
         from carbon_jupyter.tracker import Tracker
 
@@ -219,8 +251,9 @@ class CarbonMagics(Magics):
             value = options.get(name)
             return value if value is not None else getattr(self, name)
 
+        info = self._running_cell() if info is None else info
         tags = dict(options.get("tags") or {})
-        count = self._execution_count(before_cell)
+        count = self._execution_count(info, before_cell)
         if count is not None:
             tags.setdefault("execution_count", str(count))
         return Tracker(
@@ -236,18 +269,33 @@ class CarbonMagics(Magics):
             attribution=pick("attribution"),
             tags=tags,
             notebook=context.notebook_path(),
-            cell=self._cell_id,
+            cell=getattr(info, "cell_id", None),
         )
 
     def _view(self, tracker: Any, args: argparse.Namespace, title: str) -> Any:
-        from carbon_jupyter.display import LiveView
+        """The live view of ``tracker``, shown before it starts (None with ``--quiet``)."""
+        from carbon_jupyter.live import LiveView, devices_to_measure
 
         if args.quiet:
             return None
         mode = "none" if (args.no_plot or not self.plot) else self.display_mode
         view = LiveView(tracker, mode=mode, title=title)
-        view.start()
+        if view.plotted:
+            devices = devices_to_measure(args.gpus if args.gpus is not None else self.gpus)
+            if devices is not None:  # else follow() shows it once the tracker knows them
+                view.show(devices)
         return view
+
+    def _start(self, tracker: Any, view: Any) -> None:
+        """Start measuring, then feed the view; a tracker that cannot start leaves no view."""
+        try:
+            tracker.start()
+        except BaseException:
+            if view is not None:
+                view.close()
+            raise
+        if view is not None:
+            view.follow()
 
     def _busy(self) -> str | None:
         if self._active is not None:
@@ -278,7 +326,7 @@ class CarbonMagics(Magics):
 
     def _carbon_cell(self, line: str, cell: str) -> Any:
         __tracebackhide__ = True
-        from carbon_jupyter.cellrun import run_cell_code
+        from carbon_jupyter.cellrun import compile_cell
 
         try:
             args = _cell_parser().parse_args(shlex.split(line))
@@ -291,11 +339,13 @@ class CarbonMagics(Magics):
             tracker = self._tracker(args.label, {**vars(args), "tags": _tags(args.tag)})
         except CarbonError as exc:
             raise UsageError(str(exc)) from None
-        tracker.start()
+        code = compile_cell(self.shell, cell)  # a cell that does not compile is not run
         view = self._view(tracker, args, args.label or "")
+        # The measured window: from here to tracker.stop(), the cell's code only.
+        self._start(tracker, view)
         status, error = "ok", None
         try:
-            return run_cell_code(self.shell, cell)
+            return code.run()
         except KeyboardInterrupt:
             status, error = "interrupted", "KeyboardInterrupt"
             raise
@@ -314,9 +364,9 @@ class CarbonMagics(Magics):
         if busy:
             raise UsageError(f"%carbon start: {busy}")
         tracker = self._tracker(args.label, {**vars(args), "tags": _tags(args.tag)})
-        tracker.start()
-        self._active = tracker
-        self._active_view = self._view(tracker, args, args.label or "")
+        view = self._view(tracker, args, args.label or "")
+        self._start(tracker, view)
+        self._active, self._active_view = tracker, view
         if args.quiet:
             return
         print(f"carbon: tracking {args.label or 'run ' + tracker.id[:8]}; %carbon stop to finish")
@@ -347,6 +397,10 @@ class CarbonMagics(Magics):
 
     def _cmd_auto(self, args: argparse.Namespace) -> None:
         self._auto = args.state == "on"
+        if self._auto:
+            self._hook(True)
+        elif self._auto_tracker is None:  # else post_run_cell stops it, then unhooks
+            self._hook(False)
         print(f"carbon: per-cell tracking is {args.state}")
 
     def _cmd_runs(self, args: argparse.Namespace) -> None:
@@ -407,24 +461,18 @@ class CarbonMagics(Magics):
         print(f"store                : {default_db_path()}")
 
     def _cmd_export(self, args: argparse.Namespace) -> None:
-        from pathlib import Path
-
         from carbon_jupyter.store import open_store
+        from carbon_jupyter.store.export import choose_format, export_runs, output_path
 
-        path = Path(args.path).expanduser()
-        store = open_store()
-        if path.name == "emissions.csv":
-            store.export_codecarbon(path)
-        elif path.suffix == ".csv":
-            written = store.export_csv(path, samples=args.samples)
-            path = written[0] if len(written) == 1 else path
-        elif path.suffix == ".json":
-            store.export_json(path, samples=args.samples)
-        else:
-            raise UsageError(
-                "%carbon export: name a .csv or .json file (emissions.csv for CodeCarbon)"
-            )
-        print(f"carbon: exported stored runs to {path}")
+        try:
+            path = output_path(args.path)
+            chosen = choose_format(path, args.format)
+            exported = export_runs(open_store(), path, format=chosen, samples=args.samples)
+        except CarbonError as exc:
+            raise UsageError(f"%carbon export: {exc}") from None
+        print(f"carbon: exported {exported}")
+        for extra in exported.files[1:]:
+            print(f"carbon: and their samples to {extra}")
 
 
 def _show_table(html: str, text: str) -> None:
@@ -442,13 +490,11 @@ _EVENTS = ("pre_run_cell", "post_run_cell")
 
 
 def load(shell: Any) -> None:
-    """Register the magics and their cell hooks (idempotent)."""
+    """Register the magics (idempotent); cell hooks only come with ``%carbon auto on``."""
     if any(isinstance(m, CarbonMagics) for m in shell.configurables):
         return
     magics = CarbonMagics(shell=shell)
     shell.register_magics(magics)
-    for event in _EVENTS:
-        shell.events.register(event, getattr(magics, event))
 
 
 def unload(shell: Any) -> None:
@@ -456,16 +502,14 @@ def unload(shell: Any) -> None:
     for magics in [m for m in shell.configurables if isinstance(m, CarbonMagics)]:
         if magics._active is not None:
             magics._active.stop()
+        if magics._active_view is not None:
+            magics._active_view.close()
         if magics._auto_tracker is not None:
             magics._auto_tracker.stop()
-        for event in _EVENTS:
-            try:
-                shell.events.unregister(event, getattr(magics, event))
-            except ValueError:
-                pass
+        magics._hook(False)
         shell.configurables.remove(magics)
-    if "carbon_jupyter.display" in sys.modules:
-        from carbon_jupyter.display import close_finished_widgets
+    if "carbon_jupyter.live" in sys.modules:
+        from carbon_jupyter.live import close_finished_widgets
 
         close_finished_widgets()
     for kind in ("line", "cell"):

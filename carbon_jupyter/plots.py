@@ -4,7 +4,10 @@
   cumulative CO2e (g), sharing the time axis (seconds since the start). The
   legend names each device and how its figures were obtained; devices whose
   figures come from a model are drawn dashed and marked "estimate".
-* :class:`LivePlot` - the same figure, fed while a run is live:
+* :func:`power_rows` - the same figure's data alone (what
+  :mod:`carbon_jupyter.embed` fills into a figure serialized once), and
+  :func:`power_layout` the figure around a given source.
+* :class:`LivePlot` - the data of the same figure, fed while a run is live:
   :meth:`LivePlot.stream` appends only the new points, keeps a rolling window
   and thins long runs (every k-th tick, k doubling as the run grows), so an
   hour-long run stays light in the browser. The store keeps every sample.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import groupby
 from typing import Any
 
@@ -53,6 +57,8 @@ LIVE_ROLLOVER = 3600
 STATIC_MAX_POINTS = 1000
 SOURCE_NAME = "carbon-samples"
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+#: Bars over named groups only need saving (their hover is added to each).
+BAR_TOOLS = "save"
 COMPONENT_COLORS = {"cpu": "#1f77b4", "gpu": "#2ca02c", "ram": "#ff7f0e"}
 GROUPINGS = ("label", "phase", "run")
 
@@ -132,7 +138,18 @@ def _ticks(samples: Iterable[Sample]) -> Iterable[list[Sample]]:
 def _figure(name: str, title: str, y_label: str, **kwargs: Any) -> Any:
     """A figure with the shared tools, a y axis from zero, and ``name`` for lookups."""
     kwargs.setdefault("y_range", DataRange1d(start=0))
-    return figure(name=name, title=title, y_axis_label=y_label, tools=TOOLS, **kwargs)
+    kwargs.setdefault("tools", TOOLS)
+    return figure(name=name, title=title, y_axis_label=y_label, **kwargs)
+
+
+def _plain(renderers: Iterable[Any]) -> None:
+    """No glyphs of their own for unselected or muted drawing: nothing is selected or muted.
+
+    (Nothing selects, and legends hide rather than mute; each saved plot is smaller.)
+    """
+    for renderer in renderers:
+        renderer.nonselection_glyph = "auto"
+        renderer.muted_glyph = "auto"
 
 
 def _line(
@@ -140,6 +157,7 @@ def _line(
 ) -> None:
     """A line of ``y`` against time with its own hover (``tips`` carry the units)."""
     line = p.line("t_s", y, source=source, line_width=2, **style)
+    _plain([line])
     time_tip = ("time", "@t_s{0.0} s")
     p.add_tools(
         HoverTool(renderers=[line], mode="vline", tooltips=[*tips[:1], time_tip, *tips[1:]])
@@ -148,16 +166,24 @@ def _line(
     p.legend.background_fill_alpha = 0.7
 
 
-def _power_layout(
+def power_title(title: str) -> str:
+    """The power figure's heading for a run called ``title`` (may be empty)."""
+    return f"{title}: power" if title else "Power per device"
+
+
+def power_layout(
     devices: Sequence[DeviceInfo],
     source: ColumnDataSource,
     intensity: Intensity,
     attribution: str,
-    title: str,
+    heading: str,
 ) -> Any:
+    """The power and cumulative CO2e figures drawing ``source``; ``heading`` tops the power one.
+
+    ``source`` has the columns of :func:`power_rows` for ``devices``.
+    """
     wide: dict[str, Any] = {"sizing_mode": "stretch_width", "x_axis_label": "time since start (s)"}
-    power_title = f"{title}: power" if title else "Power per device"
-    power = _figure("carbon-power", power_title, "power (W)", height=260, **wide)
+    power = _figure("carbon-power", heading, "power (W)", height=260, **wide)
     for i, device in enumerate(devices):
         label = device_label(device)
         dash = "dashed" if device.method in MODEL_METHODS else "solid"
@@ -179,6 +205,33 @@ def _power_layout(
     return column(power, co2, sizing_mode="stretch_width")
 
 
+def power_rows(
+    devices: Sequence[DeviceInfo],
+    samples: Sequence[Sample],
+    *,
+    intensity: Intensity,
+    attribution: str = "device",
+    max_points: int = STATIC_MAX_POINTS,
+) -> dict[str, Any]:
+    """The columns :func:`power_figure` draws, as float64 arrays (see the module docs).
+
+    ``samples`` are a run's samples in the order taken (``run.samples``); runs
+    with more than ``max_points`` ticks are averaged into buckets.
+    """
+    import numpy as np
+
+    rows = _Rows(devices, intensity, attribution)
+    data = rows.origin()
+    ticks = list(_ticks(samples))
+    stride = max(1, math.ceil(len(ticks) / max(1, max_points)))
+    for tick in ticks:
+        rows.add_tick(tick)
+        if rows.ticks_in_bucket >= stride:
+            rows.flush(data)
+    rows.flush(data)
+    return {name: np.asarray(values, dtype=float) for name, values in data.items()}
+
+
 def power_figure(
     devices: Sequence[DeviceInfo],
     samples: Sequence[Sample],
@@ -194,29 +247,22 @@ def power_figure(
     with more than ``max_points`` ticks are averaged into buckets. The CO2e
     curve ends at the run's ``co2_g``.
     """
-    import numpy as np
-
-    rows = _Rows(devices, intensity, attribution)
-    data = rows.origin()
-    ticks = list(_ticks(samples))
-    stride = max(1, math.ceil(len(ticks) / max(1, max_points)))
-    for tick in ticks:
-        rows.add_tick(tick)
-        if rows.ticks_in_bucket >= stride:
-            rows.flush(data)
-    rows.flush(data)
-    arrays = {name: np.asarray(values, dtype=float) for name, values in data.items()}
-    source = ColumnDataSource(arrays, name=SOURCE_NAME)
-    return _power_layout(devices, source, intensity, attribution, title)
+    data = power_rows(
+        devices, samples, intensity=intensity, attribution=attribution, max_points=max_points
+    )
+    source = ColumnDataSource(data, name=SOURCE_NAME)
+    return power_layout(devices, source, intensity, attribution, power_title(title))
 
 
 class LivePlot:
-    """A power figure that grows while a run is live. Not thread-safe: one feeder at a time.
+    """The data of a power figure that grows while a run is live. One feeder at a time.
 
-    ``layout`` is the Bokeh layout to show; :meth:`stream` appends what the
-    given samples add. ``rollover`` is the most points kept per device; once
-    that many points were drawn at one stride the stride doubles, so the
-    window covers the whole of runs up to hours long with bounded points.
+    ``source`` holds the points; :meth:`stream` appends what the given samples
+    add. ``rollover`` is the most points kept per device; once that many
+    points were drawn at one stride the stride doubles, so the window covers
+    the whole of runs up to hours long with bounded points. ``layout`` builds
+    the Bokeh figure around ``source`` when first asked (a notebook's live
+    view instead fills a figure serialized once, see :mod:`carbon_jupyter.embed`).
     """
 
     def __init__(
@@ -231,12 +277,21 @@ class LivePlot:
         if rollover < 2:
             raise ConfigError(f"rollover must be at least 2 points, not {rollover}")
         self.devices = tuple(devices)
+        self.intensity = intensity
+        self.attribution = attribution
+        self.title = title
         self.rollover = rollover
         self.stride = 1
         self._drawn_at_stride = 0
         self._rows = _Rows(self.devices, intensity, attribution)
         self.source = ColumnDataSource(self._rows.origin(), name=SOURCE_NAME)
-        self.layout = _power_layout(self.devices, self.source, intensity, attribution, title)
+
+    @cached_property
+    def layout(self) -> Any:
+        """The Bokeh layout drawing :attr:`source` (built on first use)."""
+        return power_layout(
+            self.devices, self.source, self.intensity, self.attribution, power_title(self.title)
+        )
 
     def rows(self, samples: Sequence[Sample]) -> dict[str, list[float]]:
         """The new rows ``samples`` add (and advance the plot's state), without streaming."""
@@ -363,10 +418,11 @@ def _bars(
         x_range=FactorRange(factors=factors),
         height=300,
         width=340,
+        tools=BAR_TOOLS,
     )
     colors = [COMPONENT_COLORS.get(f[:3], "#6c8ebf") for f in fields]
     legend = {"legend_label": [f[:3] for f in fields]} if len(fields) > 1 else {}
-    p.vbar_stack(fields, x="factor", width=0.8, source=source, color=colors, **legend)
+    _plain(p.vbar_stack(fields, x="factor", width=0.8, source=source, color=colors, **legend))
     p.add_tools(HoverTool(tooltips=[("group", "@name"), ("runs", "@count"), *tips, *_DETAIL_TIPS]))
     p.xaxis.major_label_orientation = 0.7 if len(factors) > 3 else 0.0
     if legend:
@@ -405,9 +461,10 @@ def comparison_figure(runs: Sequence[Run], *, by: str = "label") -> Any:
     )
     scatter = _figure("scatter", "Energy against duration", "energy (Wh)", height=300, width=520)
     scatter.xaxis.axis_label = "duration (s)"
-    scatter.scatter(
+    dots = scatter.scatter(
         "duration_s", "energy_wh", source=per_run, color="color", size=9, legend_field="group"
     )
+    _plain([dots])
     scatter_tips = [_tip("energy", "energy_wh", "Wh"), _tip("CO2e", "co2_g", "g")]
     scatter.add_tools(
         HoverTool(

@@ -313,8 +313,8 @@ class Sampler:
             notice_once(
                 f"sensor-failed-{state.info.device_id}",
                 f"carbon-jupyter: stopped reading {state.info.name} ({state.info.device_id}): "
-                f"{exc}. Its energy up to now is kept and the run carries a warning; "
-                "the run goes on with the other devices.",
+                f"{str(exc).rstrip('.')}. Its energy up to now is kept and the run carries a "
+                "warning; the run goes on with the other devices.",
             )
             return None
 

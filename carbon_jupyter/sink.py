@@ -10,7 +10,11 @@ A tracker calls, in order and from any thread:
    ``interrupted``).
 
 A sink may raise; the tracker then keeps measuring, says so once, and returns
-the run from memory.
+the run from memory. The store's own sink
+(:func:`carbon_jupyter.store.open_sink`, the tracker's default) does not
+raise for a store it cannot write just then (a full disk): it keeps the write
+in memory, says so once, and makes it when the store can be written again
+(:mod:`carbon_jupyter.store.pending`).
 """
 
 from __future__ import annotations

@@ -112,13 +112,13 @@ def build_run(
 
 def _default_sink() -> RunSink | None:
     try:
-        from carbon_jupyter.store import open_store
+        from carbon_jupyter.store import open_sink
 
-        return open_store()
+        return open_sink()
     except Exception as exc:
         notice_once(
             "store-open-failed",
-            f"carbon-jupyter: runs are not being saved: {exc}. "
+            f"carbon-jupyter: runs are not being saved: {str(exc).rstrip('.')}. "
             "Measuring goes on; results stay in memory.",
         )
         return None

@@ -16,13 +16,14 @@ from comm.base_comm import BaseComm
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from carbon_jupyter import display, frontend
+from carbon_jupyter import display, embed, frontend, live
 from carbon_jupyter.model import DeviceEnergy, DeviceInfo, Intensity
 from carbon_jupyter.sensors.base import Reading
 from carbon_jupyter.tracker import Tracker, build_run
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 LOAD_MIME = "application/vnd.bokehjs_load.v0+json"
+JS_MIME = "application/javascript"
 
 
 class FakeGPU:
@@ -71,9 +72,9 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
 @pytest.fixture
 def shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     """A real IPython shell; BokehJS counts as not yet loaded in its page."""
-    monkeypatch.setattr(display, "_loaded", None)
+    monkeypatch.setattr(embed, "_loaded", None)
     yield InteractiveShell.instance()
-    display.close_finished_widgets()
+    live.close_finished_widgets()
     InteractiveShell.clear_instance()
 
 
@@ -187,6 +188,16 @@ def test_a_kernel_with_widgets_gets_widgets_and_without_gets_html(
     assert frontend.detect() == "html"
 
 
+def bokehjs_loads(outputs: list[Any]) -> list[str]:
+    """The outputs that carry the BokehJS library itself (about 1.3 MB each)."""
+    return [
+        str(value)
+        for o in outputs
+        for value in o.data.values()
+        if "root.Bokeh" in str(value) and len(str(value)) > 1_000_000
+    ]
+
+
 def test_bokehjs_core_is_loaded_once_and_again_when_its_cell_reruns(
     shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,11 +210,17 @@ def test_bokehjs_core_is_loaded_once_and_again_when_its_cell_reruns(
         assert display.load_bokehjs() is False  # another cell: the page has it
         kernel.parent = {"header": {"msg_id": "m3"}, "metadata": {"cellId": "c1"}}
         assert display.load_bokehjs() is True  # its cell ran again: its output was cleared
-    loads = outputs_with(cap.outputs, LOAD_MIME)
-    assert len(loads) == 2
-    script = loads[0].data[LOAD_MIME]
+    assert len(cap.outputs) == 2
+    # One copy per load, in one mime type: a script any HTML output runs, offline.
+    assert [set(o.data) for o in cap.outputs] == [{"text/html"}, {"text/html"}]
+    assert not outputs_with(cap.outputs, LOAD_MIME) and not outputs_with(cap.outputs, JS_MIME)
+    script = cap.outputs[0].data["text/html"]
+    assert bokehjs_loads(cap.outputs[:1]) == [script]
+    assert script.startswith('<script type="text/javascript">') and script.count("</script") == 1
     assert "cdn.bokeh.org" not in script  # inline: works offline
-    assert len(script) < 2_000_000  # the core library only, not widgets, tables, gl, mathjax
+    assert len(script) < 1_400_000  # the core library only, not widgets, tables, gl, mathjax
+    # A page that already has this BokehJS does not run it again.
+    assert "root.Bokeh !== undefined && root.Bokeh[" in script
 
 
 def test_cdn_resources_are_opt_in(shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,6 +229,7 @@ def test_cdn_resources_are_opt_in(shell: InteractiveShell, monkeypatch: pytest.M
         display.load_bokehjs()
     script = outputs_with(cap.outputs, LOAD_MIME)[0].data[LOAD_MIME]
     assert "cdn.bokeh.org" in script and len(script) < 100_000
+    assert not bokehjs_loads(cap.outputs)
     monkeypatch.setenv("CARBON_JUPYTER_BOKEH_RESOURCES", "internet")
     with pytest.raises(ValueError, match="inline, cdn"):
         display.resources_mode()
@@ -220,7 +238,7 @@ def test_cdn_resources_are_opt_in(shell: InteractiveShell, monkeypatch: pytest.M
 # -- live views ---------------------------------------------------------------------------
 def test_text_mode_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
     t = tracker("text run").start()
-    view = display.LiveView(t, mode="text").start()
+    view = live.LiveView(t, mode="text").start()
     run = t.stop()
     view.finish(run)
     out = capsys.readouterr().out
@@ -233,11 +251,11 @@ def test_html_mode_updates_while_running_then_leaves_a_static_plot(
 ) -> None:
     t = tracker().start()
     with capture_output() as cap:
-        view = display.LiveView(t, mode="html", min_update_s=0.0).start()
+        view = live.LiveView(t, mode="html", min_update_s=0.0).start()
         wait_for(lambda: view.updates >= 2)
         run = t.stop()
         view.finish(run)
-    assert outputs_with(cap.outputs, LOAD_MIME), "BokehJS was not loaded"
+    assert len(bokehjs_loads(cap.outputs)) == 1, "BokehJS was not loaded once"
     shown = [o for o in cap.outputs if o.transient and not o.update]
     updates = [o for o in cap.outputs if o.update]
     display_id = shown[-1].transient["display_id"]
@@ -254,7 +272,7 @@ def test_html_mode_updates_while_running_then_leaves_a_static_plot(
 def test_colab_mode_sends_self_contained_pages(shell: InteractiveShell) -> None:
     t = tracker().start()
     with capture_output() as cap:
-        view = display.LiveView(t, mode="colab", min_update_s=0.0).start()
+        view = live.LiveView(t, mode="colab", min_update_s=0.0).start()
         wait_for(lambda: view.updates >= 1)
         run = t.stop()
         view.finish(run)
@@ -291,7 +309,7 @@ def test_widget_mode_streams_from_the_sampler_then_leaves_a_static_plot(
         )
 
     with capture_output() as cap:
-        view = display.LiveView(t, mode="widgets", min_update_s=0.0).start()
+        view = live.LiveView(t, mode="widgets", min_update_s=0.0).start()
         wait_for(streamed_live)
         run = t.stop()
         view.finish(run)
@@ -304,11 +322,17 @@ def test_widget_mode_streams_from_the_sampler_then_leaves_a_static_plot(
     assert final.update and final.transient == widget[0].transient
     assert "data-root-id" in final.data["text/html"]
     assert "carbon-jupyter-summary" in final.data["text/html"]
-    # The page's queued messages to the widget arrive after the cell: it stays open till then.
-    assert not any(kind == "comm_close" for kind, _, _ in RecordingComm.sent)
+    # The page's queued messages to the widget arrive after the cell: it stays open till then,
+    # through plain cells, which run with nothing of ours on them ...
     shell.run_cell("next_cell = 1")
-    assert any(kind == "comm_close" for kind, _, _ in RecordingComm.sent)
-    assert display.close_finished_widgets not in shell.events.callbacks["pre_run_cell"]
+    assert not any(kind == "comm_close" for kind, _, _ in RecordingComm.sent)
+    assert shell.events.callbacks["pre_run_cell"] == []
+    # ... and the next live view closes it.
+    t2 = tracker("next").start()
+    with capture_output():
+        view2 = live.LiveView(t2, mode="widgets").start()
+        view2.finish(t2.stop())
+    assert [kind for kind, _, _ in RecordingComm.sent].count("comm_close") == 1
 
 
 def test_a_broken_live_view_says_so_once_and_falls_back_to_text(
@@ -317,9 +341,10 @@ def test_a_broken_live_view_says_so_once_and_falls_back_to_text(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setitem(sys.modules, "jupyter_bokeh", None)  # not installed
+    monkeypatch.delitem(sys.modules, "carbon_jupyter.livewidget", raising=False)
     t = tracker().start()
     with caplog.at_level(logging.WARNING, logger="carbon_jupyter"), capture_output() as cap:
-        view = display.LiveView(t, mode="widgets").start()
+        view = live.LiveView(t, mode="widgets").start()
         run = t.stop()
         view.finish(run)
     assert view.mode == "terminal"
@@ -330,7 +355,7 @@ def test_a_broken_live_view_says_so_once_and_falls_back_to_text(
 def test_none_mode_shows_only_the_summary(shell: InteractiveShell) -> None:
     t = tracker().start()
     with capture_output() as cap:
-        view = display.LiveView(t, mode="none").start()
+        view = live.LiveView(t, mode="none").start()
         run = t.stop()
         view.finish(run)
     assert len(cap.outputs) == 1
@@ -361,7 +386,7 @@ def test_bad_view_settings_are_said_once_and_never_stop_the_cell(
     monkeypatch.setenv("CARBON_JUPYTER_BOKEH_RESOURCES", "internet")
     t = tracker().start()
     with caplog.at_level(logging.WARNING, logger="carbon_jupyter"):
-        view = display.LiveView(t, mode="hologram").start()
+        view = live.LiveView(t, mode="hologram").start()
     run = t.stop()
     view.finish(run)
     assert view.mode == "terminal" and view.resources == "inline"
@@ -385,8 +410,15 @@ def test_a_view_shown_after_the_run_started_plots_the_earlier_samples(
     t.subscribe(seen.extend)
     wait_for(lambda: len(seen) >= 3)  # ticks taken before the view exists
     with capture_output():
-        view = display.LiveView(t, mode="html", min_update_s=0.0).start()
+        view = live.LiveView(t, mode="html", min_update_s=0.0).start()
         wait_for(lambda: view.updates >= 1)
         plotted = list(view.plot.source.data["t_s"])
         view.finish(t.stop())
     assert seen[0].t_s in plotted
+
+
+def test_the_live_view_is_still_found_where_it_was() -> None:
+    assert display.LiveView is live.LiveView
+    assert display.close_finished_widgets is live.close_finished_widgets
+    with pytest.raises(AttributeError):
+        display.no_such_thing  # noqa: B018

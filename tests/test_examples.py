@@ -23,9 +23,12 @@ if importlib.util.find_spec("ipykernel") is None:  # not imported: this process 
     pytest.skip("ipykernel is not installed (pip install ipykernel)", allow_module_level=True)
 
 from carbon_jupyter.store.sqlite import Store  # noqa: E402
-from tests.test_kernel import install_test_kernel  # noqa: E402
+from tests.test_kernel import bokehjs_copies, install_test_kernel  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+#: What the executed quickstart may weigh on disk: BokehJS once (about 1.3 MB) and its plots.
+QUICKSTART_MAX_BYTES = 1_400_000
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
@@ -122,6 +125,13 @@ def test_quickstart(tmp_path: Path, kernel_name: str) -> None:
     compare = cell(nb, "%carbon compare")
     assert_bokeh_plot(data(compare, "text/html"))
     assert "train (n=1)" in data(compare, "text/plain")
+
+    # Saved as Jupyter saves it: BokehJS travels once, in the first plotted cell.
+    saved = tmp_path / "quickstart.ipynb"
+    nbformat.write(nb, saved)
+    assert saved.stat().st_size <= QUICKSTART_MAX_BYTES, saved.stat().st_size
+    assert bokehjs_copies(nb) == 1
+    assert bokehjs_copies(nbformat.v4.new_notebook(cells=[cell(nb, "%%carbon train")])) == 1
 
     runs = {r.label: r for r in store.runs()}
     assert set(runs) == {"train", "predict"}

@@ -204,3 +204,45 @@ def test_a_killed_kernel_leaves_its_run_lost_with_the_flushed_samples(
     assert run.energy_j > 0
     last_t_s = max(s.t_s for s in samples)
     assert run.duration_s == pytest.approx(last_t_s, abs=0.01)
+
+
+def bokehjs_copies(nb: Any) -> int:
+    """How many outputs in ``nb`` carry the BokehJS library (each about 1.3 MB)."""
+    return sum(
+        1
+        for cell in nb.cells
+        for output in cell.get("outputs", [])
+        for value in output.get("data", {}).values()
+        if len(str(value)) > 1_000_000 and "Bokeh" in str(value)
+    )
+
+
+def test_a_plotted_cell_is_measured_without_its_plot(tmp_path: Path, kernel_name: str) -> None:
+    """The run of a %%carbon cell is the cell's code: the plots are drawn outside its window.
+
+    The first plotted cell of a kernel imports Bokeh, sends BokehJS and builds the
+    figure (about a second), all before its tracker starts. The cell before it is
+    the kernel's first tracked one, whose run pays the store's first write.
+    """
+    db_path = tmp_path / "kernel.db"
+    nb = notebook(
+        "%load_ext carbon_jupyter",
+        "%%carbon store-warm-up --quiet\npass",
+        "%%carbon first-plot\nimport time\ntime.sleep(0.6)",
+        "%%carbon second-plot\nimport time\ntime.sleep(0.6)",
+        "x = 1",
+    )
+    with running_kernel(nb, tmp_path, db_path, kernel_name) as client:
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+
+    runs = {r.label: r for r in Store(db_path).runs(limit=10)}
+    for label in ("first-plot", "second-plot"):
+        assert runs[label].status == "ok"
+        assert 0.6 <= runs[label].duration_s <= 0.63, (label, runs[label].duration_s)
+    for cell in nb.cells[2:4]:  # the live widget became the static plot and summary
+        html = " ".join(outputs_of(cell, "text/html"))
+        assert "carbon-jupyter-summary" in html and "data-root-id" in html
+        assert not outputs_of(cell, "application/vnd.jupyter.widget-view+json")
+    assert bokehjs_copies(nb) == 1
+    assert not nb.cells[4].outputs  # nothing of ours under a plain cell

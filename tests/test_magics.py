@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
 from carbon_jupyter.sensors import reset as reset_sensors
 from carbon_jupyter.store import open_store
@@ -51,6 +53,11 @@ def test_load_and_unload_register_and_remove_everything() -> None:
         shell.run_line_magic("load_ext", "carbon_jupyter")
         assert "carbon" in shell.magics_manager.magics["cell"]
         assert "carbon" in shell.magics_manager.magics["line"]
+        # Cells that are not tracked run with nothing of ours on them...
+        assert {e: shell.events.callbacks[e] for e in before} == before
+        with capture_output():
+            shell.run_line_magic("carbon", "auto on")
+        # ... until every cell is tracked.
         assert len(shell.events.callbacks["pre_run_cell"]) == len(before["pre_run_cell"]) + 1
         shell.run_line_magic("unload_ext", "carbon_jupyter")
         assert "carbon" not in shell.magics_manager.magics["cell"]
@@ -256,3 +263,66 @@ def test_a_cell_tracked_by_auto_mode_has_its_number_while_it_runs(ip: Interactiv
     ip.run_cell("%carbon auto off", store_history=True)
     assert result.success, result.error_in_exec
     assert ip.user_ns["live_count"] == str(result.execution_count)
+
+
+class FakeKernel:
+    """What ipykernel offers a shell: the request being executed (a kernel's display is chosen)."""
+
+    def get_parent(self, channel: str = "shell") -> dict[str, object]:
+        return {"header": {"msg_id": "m1"}, "metadata": {"cellId": "c1"}}
+
+
+def test_the_run_measures_the_cells_code_and_not_its_plot(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live plot is shown before the tracker starts, the static plot drawn after it stops."""
+    from carbon_jupyter import live
+
+    monkeypatch.setenv("CARBON_JUPYTER_DISPLAY", "widgets")
+    monkeypatch.setattr(ip, "kernel", FakeKernel(), raising=False)
+    slow: list[str] = []
+
+    def slowly(name: str) -> None:
+        original = getattr(live.LiveView, name)
+
+        def wrapper(self: live.LiveView, *args: object) -> object:
+            slow.append(name)
+            time.sleep(0.15)  # a display far slower than it is
+            return original(self, *args)
+
+        monkeypatch.setattr(live.LiveView, name, wrapper)
+
+    slowly("show")
+    slowly("finish")
+    ip.user_ns["stamps"] = stamps = []
+    with capture_output() as cap:
+        result = ip.run_cell(
+            "%%carbon plotted\nimport time\nstamps.append(time.perf_counter())\n"
+            "time.sleep(0.3)\nstamps.append(time.perf_counter())\n"
+        )
+    assert result.success, result.error_in_exec
+    assert slow == ["show", "finish"]
+    (run,) = stored_runs()
+    assert run.duration_s == pytest.approx(stamps[1] - stamps[0], abs=0.03)
+    final = cap.outputs[-1]
+    assert final.update and "carbon-jupyter-summary" in final.data["text/html"]
+    assert "data-root-id" in final.data["text/html"]  # the static plot
+
+
+def test_a_cell_that_does_not_compile_is_not_run_or_stored(ip: InteractiveShell) -> None:
+    result = ip.run_cell("%%carbon broken --no-plot\nx = (1 +\n")
+    assert isinstance(result.error_in_exec, SyntaxError)
+    assert stored_runs() == []
+
+
+def test_plain_cells_run_with_nothing_of_ours_after_tracked_ones(ip: InteractiveShell) -> None:
+    events = ("pre_run_cell", "post_run_cell", "pre_execute", "post_execute")
+    before = {e: list(ip.events.callbacks[e]) for e in events}
+    with capture_output():
+        ip.run_cell("%%carbon first --no-plot\npass\n")
+        ip.run_cell("%carbon auto on")
+        ip.run_cell("x = 1")
+        ip.run_cell("%carbon auto off")
+        ip.run_cell("%%carbon second --no-plot\npass\n")
+    assert {e: ip.events.callbacks[e] for e in events} == before
+    assert len(stored_runs()) == 4  # the two cells, 'x = 1' and the 'auto off' cell

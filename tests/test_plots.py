@@ -15,6 +15,7 @@ from carbon_jupyter.plots import (
     comparison_figure,
     power_column,
     power_figure,
+    power_rows,
 )
 from carbon_jupyter.tracker import build_run
 
@@ -141,6 +142,21 @@ def test_long_runs_are_thinned_without_losing_energy() -> None:
     assert max(abs(p - 250.0) for p in gpu_power) < 3.0
 
 
+def test_the_rows_alone_are_what_the_figure_draws() -> None:
+    samples = make_samples(40)
+    rows = power_rows(DEVICES, samples, intensity=GERMANY, max_points=10)
+    drawn = source_of(power_figure(DEVICES, samples, intensity=GERMANY, max_points=10)).data
+    assert set(rows) == set(drawn)
+    for name, values in rows.items():
+        assert list(values) == pytest.approx(list(drawn[name]), nan_ok=True)
+
+
+def test_lines_carry_no_glyphs_for_selection_or_muting() -> None:
+    """Nothing selects and legends hide: each saved plot is smaller without them."""
+    for renderer in lines(power_figure(DEVICES, make_samples(3), intensity=GERMANY)).values():
+        assert renderer.nonselection_glyph == "auto" and renderer.muted_glyph == "auto"
+
+
 def test_the_figure_embeds_as_html() -> None:
     script, div = components(power_figure(DEVICES, make_samples(4), intensity=GERMANY))
     assert "data-root-id" in div
@@ -174,6 +190,13 @@ def test_live_plot_keeps_a_rolling_window_and_thins_long_runs() -> None:
     assert list(data["t_s"]) == sorted(data["t_s"])
     assert data["t_s"][-1] == pytest.approx(samples[-1].t_s)
     assert data["co2_g"][-1] == pytest.approx(run.co2_g, rel=1e-9)
+
+
+def test_live_plot_builds_its_figure_only_when_asked() -> None:
+    live = LivePlot(DEVICES, intensity=GERMANY, title="fine-tune")
+    assert "layout" not in vars(live)  # a notebook's live view fills a serialized figure instead
+    assert source_of(live.layout) is live.source
+    assert live.layout.children[0].title.text == "fine-tune: power"
 
 
 def test_live_plot_leaves_gaps_for_missing_power() -> None:

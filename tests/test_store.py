@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from carbon_jupyter.store import (
     default_db_path,
     open_store,
 )
+from carbon_jupyter.store import iter_runs as module_iter_runs
 from carbon_jupyter.store import runs as module_runs
 from tests.test_store_support import INTENSITY, make_run, make_samples
 
@@ -130,6 +131,25 @@ def test_since_that_is_not_a_time_is_refused(store: Store) -> None:
         store.runs(since="yesterday-ish")
 
 
+def test_iter_runs_streams_what_runs_lists() -> None:
+    import carbon_jupyter
+
+    store = open_store()  # the default store, as carbon_jupyter.iter_runs reads it
+    for day in range(1, 6):
+        label = "sweep-a" if day % 2 else "sweep-b"
+        store.finish_run(make_run(label=label, started_at=f"2024-05-0{day}T10:00:00+00:00"))
+
+    def ids(runs: Iterable[Run]) -> list[str]:
+        return [r.id for r in runs]
+
+    assert list(store.iter_runs()) == store.runs(limit=None)
+    assert ids(store.iter_runs(since="2024-05-02", limit=2)) == ids(store.runs(limit=2))
+    assert ids(carbon_jupyter.iter_runs(label="sweep-a")) == ids(store.runs(label="sweep-a"))
+    assert ids(module_iter_runs(label="sweep-?", limit=1)) == ids(store.runs(limit=1))
+    with pytest.raises(ValueError, match="since='soon'"):
+        store.iter_runs(since="soon")  # refused when asked, not at the first run
+
+
 def test_runs_as_frame_has_one_row_per_run_with_every_column(store: Store) -> None:
     pytest.importorskip("pandas")
     for label in ("a", "b"):
@@ -235,7 +255,8 @@ def test_default_file_is_under_the_jupyter_data_dir(
     assert [r.id for r in module_runs()] == [run.id]
     monkeypatch.setenv("CARBON_JUPYTER_DB", str(tmp_path / "elsewhere.db"))
     assert default_db_path() == tmp_path / "elsewhere.db"
-    assert module_runs() == []
+    with pytest.raises(StoreError, match="no run store"):
+        module_runs()  # reading never creates a store
 
 
 def test_runs_of_live_processes_and_other_hosts_stay_running(tmp_path: Path) -> None:

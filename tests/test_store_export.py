@@ -5,14 +5,20 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
 
-from carbon_jupyter.errors import StoreError
+from carbon_jupyter.cli import main
+from carbon_jupyter.errors import ConfigError, StoreError
 from carbon_jupyter.model import Intensity
 from carbon_jupyter.store import Store, open_store
-from carbon_jupyter.store.codecarbon import COLUMNS
+from carbon_jupyter.store.codecarbon import COLUMNS, DEFAULT_EXPERIMENT_ID, WRITER_VERSION
+from carbon_jupyter.store.export import export_runs
+from carbon_jupyter.store.rows import EXPORT_COLUMNS
 from tests.test_store_support import make_run, make_samples
 
 
@@ -113,11 +119,21 @@ def test_codecarbon_export_round_trips_energy_and_co2(store: Store, tmp_path: Pa
     row = rows[first.id]
     assert float(row["energy_consumed"]) == pytest.approx(first.energy_j * 1.2 / 3.6e6)
     assert float(row["emissions"]) == pytest.approx(first.co2_g / 1000)
-    assert float(row["gpu_power"]) == pytest.approx(300.0)
-    assert row["country_iso_code"] == "DEU"
+    assert float(row["gpu_power"]) == pytest.approx(300.0 * 1.2)  # CodeCarbon's W include PUE
+    assert float(row["gpu_utilization_percent"]) == 95.0  # the mean of the samples
+    assert float(row["cpu_utilization_percent"]) == 50.0
+    assert (row["country_name"], row["country_iso_code"], row["region"]) == ("Germany", "DEU", "")
+    assert row["codecarbon_version"] == WRITER_VERSION
+    assert row["experiment_id"] == DEFAULT_EXPERIMENT_ID
+    assert (row["gpu_count"], row["gpu_model"]) == ("1", "1 x NVIDIA H100 80GB HBM3")
+    assert (row["water_consumed"], row["wue"], row["longitude"]) == ("0.0", "0.0", "")
+    assert row["timestamp"] == datetime.fromisoformat(first.ended_at or "").astimezone().strftime(
+        "%Y-%m-%dT%H:%M:%S"
+    )
     cloud_row = rows[ids[2]]
     assert (cloud_row["cloud_provider"], cloud_row["cloud_region"]) == ("aws", "eu-west-1")
     assert (cloud_row["on_cloud"], cloud_row["tracking_mode"]) == ("Y", "process")
+    assert (cloud_row["country_name"], cloud_row["country_iso_code"]) == ("Ireland", "IRL")
 
     assert store.import_codecarbon(path) == 0  # its own runs are already here
     with open_store(tmp_path / "other.db") as other:
@@ -181,3 +197,169 @@ def test_a_csv_that_is_not_from_codecarbon_is_refused(store: Store, tmp_path: Pa
     path.write_text("item,price\nmilk,1.2\n")
     with pytest.raises(StoreError, match=r"does not look like a CodeCarbon emissions\.csv"):
         store.import_codecarbon(path)
+
+
+def test_an_imported_row_goes_back_out_cell_for_cell(store: Store, tmp_path: Path) -> None:
+    """CodeCarbon's own cells survive import and export; columns it lacked get defaults."""
+    source = tmp_path / "emissions.csv"
+    source.write_text(CODECARBON_FILE)
+    store.import_codecarbon(source)
+    target = tmp_path / "again_emissions.csv"
+    store.export_codecarbon(target)
+    with open(source, newline="") as f:
+        original = {r["run_id"]: r for r in csv.DictReader(f)}  # the last row of each run
+    with open(target, newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames or ()) == COLUMNS
+        exported = list(reader)
+    assert [r["run_id"] for r in exported] == ["aaaa-1", "bbbb-2"]
+    for row in exported:
+        kept = original[row["run_id"]]
+        assert {c: row[c] for c in kept} == kept
+        missing = set(COLUMNS) - set(kept)
+        assert {row[c] for c in missing} == {"0.0"}  # utilisation, RAM in use, WUE
+    again = tmp_path / "other.db"
+    with open_store(again) as other:  # a second hop changes nothing either
+        assert other.import_codecarbon(target) == 2
+        other.export_codecarbon(tmp_path / "third_emissions.csv")
+    assert (tmp_path / "third_emissions.csv").read_bytes() == target.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "layout"),
+    [
+        ("emissions.csv", None, "codecarbon"),
+        ("out_emissions.csv", None, "codecarbon"),
+        ("RUN-EMISSIONS.CSV", None, "codecarbon"),
+        ("runs.csv", None, "csv"),
+        ("runs.json", None, "json"),
+        ("emissions.csv", "csv", "csv"),
+        ("runs.csv", "codecarbon", "codecarbon"),
+        ("runs.txt", "json", "json"),
+    ],
+)
+def test_the_layout_follows_the_name_unless_a_format_is_given(
+    store: Store, tmp_path: Path, name: str, fmt: str | None, layout: str
+) -> None:
+    _fill(store)
+    exported = export_runs(store, tmp_path / name, format=fmt)
+    assert (exported.format, exported.files, exported.runs) == (layout, (tmp_path / name,), 3)
+    first_line = (tmp_path / name).read_text().splitlines()[0]
+    expected = {"codecarbon": ",".join(COLUMNS), "csv": ",".join(EXPORT_COLUMNS), "json": "{"}
+    assert first_line == expected[layout]
+    assert f"in {exported.layout}" in str(exported)
+
+
+def test_a_name_without_a_known_suffix_needs_a_format(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot tell the layout of 'runs\.txt'"):
+        export_runs(store, tmp_path / "runs.txt")
+    with pytest.raises(ConfigError, match=r"no place for samples"):
+        export_runs(store, tmp_path / "emissions.csv", samples=True)
+    assert not list(tmp_path.glob("runs*")) and not (tmp_path / "emissions.csv").exists()
+
+
+MISSING_FOLDER_NAMES = ["x.json", "emissions.csv", "x.csv"]
+
+
+@pytest.mark.parametrize("name", MISSING_FOLDER_NAMES)
+def test_a_missing_folder_is_named_by_the_store(store: Store, tmp_path: Path, name: str) -> None:
+    target = tmp_path / "no" / "such" / name
+    writers = [
+        lambda: export_runs(store, target),
+        lambda: store.export_csv(target),
+        lambda: store.export_json(target),
+        lambda: store.export_codecarbon(target),
+    ]
+    for write in writers:
+        with pytest.raises(ConfigError) as caught:
+            write()
+        message = str(caught.value)
+        assert f"the folder {target.parent} does not exist" in message
+        assert "store" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name", MISSING_FOLDER_NAMES)
+def test_the_cli_names_a_missing_folder_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    target = tmp_path / "no" / "such" / name
+    assert main(["export", str(target), "--db", str(tmp_path / "c.db")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"carbon-jupyter: error: cannot write {target}: the folder {target.parent} does not exist\n"
+    )
+
+
+@pytest.mark.parametrize("name", MISSING_FOLDER_NAMES)
+def test_the_magic_names_a_missing_folder_in_one_line(tmp_path: Path, name: str) -> None:
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "carbon_jupyter")
+        target = tmp_path / "no" / "such" / name
+        with pytest.raises(UsageError) as caught:
+            shell.run_line_magic("carbon", f"export {target}")
+        assert str(caught.value) == (
+            f"%carbon export: cannot write {target}: the folder {target.parent} does not exist"
+        )
+    finally:
+        shell.run_line_magic("unload_ext", "carbon_jupyter")
+        InteractiveShell.clear_instance()
+
+
+def test_the_cli_says_which_layout_it_wrote(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fill(store)
+    db = str(store.path)
+    target = tmp_path / "out_emissions.csv"
+    assert main(["export", str(target), "--db", db, "--label", "bert"]) == 0
+    assert capsys.readouterr().out == (
+        f"wrote 2 runs to {target} in CodeCarbon's emissions.csv layout\n"
+    )
+    assert main(["export", str(target), "--db", db, "--format", "csv", "--samples"]) == 0
+    assert capsys.readouterr().out == (
+        f"wrote 3 runs to {target} in carbon-jupyter's CSV layout\n"
+        f"wrote their samples to {tmp_path / 'out_emissions-samples.csv'}\n"
+    )
+
+
+HEADER_ONLY = CODECARBON_FILE.splitlines()[0] + "\n"
+EMPTY_FILES = [
+    ("emissions.csv", "", r"is empty: it has no header and no runs"),
+    ("emissions.csv", "\n\n", r"is empty: it has no header and no runs"),
+    ("emissions.csv", HEADER_ONLY, r"has CodeCarbon's header but no rows"),
+    ("emissions.csv", HEADER_ONLY + ",,,,\n", r"has CodeCarbon's header but no rows"),
+    ("runs.json", "", r"is empty: it holds no runs"),
+    ("runs.json", '{"format": "carbon-jupyter-runs", "version": 1, "runs": []}', r"no runs"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "says"), EMPTY_FILES)
+def test_an_import_without_runs_is_refused_and_stores_nothing(
+    store: Store,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    text: str,
+    says: str,
+) -> None:
+    ids = _fill(store)
+    before = store.runs()
+    path = tmp_path / name
+    path.write_text(text)
+    assert main(["import", str(path), "--db", str(store.path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"carbon-jupyter: error: {path} ")
+    assert captured.err.count("\n") == 1 and "nothing was imported" in captured.err
+    with pytest.raises(StoreError, match=says):
+        store.import_json(path) if name.endswith(".json") else store.import_codecarbon(path)
+    assert store.runs() == before and {r.id for r in before} == set(ids)
+
+
+def test_an_import_of_a_missing_file_says_so(store: Store, tmp_path: Path) -> None:
+    for path in (tmp_path / "gone.csv", tmp_path / "gone.json"):
+        importer = store.import_json if path.suffix == ".json" else store.import_codecarbon
+        with pytest.raises(StoreError, match=rf"{path.name} does not exist; nothing was imported"):
+            importer(path)

@@ -85,6 +85,13 @@ def make_samples(start: int, count: int, interval_s: float = 1.0) -> list[Sample
     return out
 
 
+def dead_pid() -> int:
+    """The process id of a process that has ended, as a killed kernel's would be."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return int(done.stdout)
+
+
 def run_python(code: str, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter that imports this checkout."""
     return subprocess.run(

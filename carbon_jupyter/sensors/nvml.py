@@ -100,7 +100,7 @@ from carbon_jupyter.sensors.nvml_samples import (
     PowerSampleBuffer,
     SampleValueError,
 )
-from carbon_jupyter.sensors.nvml_select import Gpu, choose, nvml_text, selection_of
+from carbon_jupyter.sensors.nvml_select import Gpu, choose, nvml_text, refuse_named, selection_of
 from carbon_jupyter.sensors.process import ProcessTree, shared_tree
 
 SOURCE = "nvml"
@@ -432,7 +432,9 @@ def probe(
 
     Never raises for a missing driver or library: the probe then has no sensors
     and one problem sentence. Raises :class:`ConfigError` when ``gpus`` names a
-    GPU that does not exist. Closing every sensor shuts NVML down.
+    GPU that does not exist, naming those that do, or when it names any GPU on a
+    machine where none can be read (no driver, no NVML). Closing every sensor
+    shuts NVML down.
     """
     selection = selection_of(gpus)
     if selection.entries == []:
@@ -449,6 +451,10 @@ def probe(
     if nvml is None:
         nvml = _import_pynvml()
         if nvml is None:
+            refuse_named(
+                selection, "GPUs cannot be read here, the nvidia-ml-py package is not "
+                "installed (`pip install nvidia-ml-py`)",
+            )  # fmt: skip
             return Probe(
                 SOURCE,
                 (),
@@ -465,13 +471,16 @@ def probe(
             code(nvml, "NVML_ERROR_DRIVER_NOT_LOADED"),
         )
         if exc.value in absent:
+            refuse_named(selection, "there is no NVIDIA GPU here (no NVIDIA driver found)")
             return Probe(SOURCE, (), (NO_GPU_PROBLEM,), expected=True)
+        refuse_named(selection, f"NVML could not start ({reason(nvml, exc)})")
         return Probe(
             SOURCE,
             (),
             (f"NVML could not start: {reason(nvml, exc)}. GPU energy is not measured.",),
         )
     except OSError as exc:  # a broken libnvidia-ml.so
+        refuse_named(selection, f"there is no NVIDIA GPU here (a broken NVML library: {exc})")
         return Probe(SOURCE, (), (f"{NO_GPU_PROBLEM} ({exc})",), expected=True)
 
     session = _Session(nvml)

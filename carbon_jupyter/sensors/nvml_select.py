@@ -75,6 +75,18 @@ def selection_of(gpus: str | Sequence[int | str] | None) -> Selection:
     return Selection(entries, "argument", ",".join(entries))
 
 
+def refuse_named(selection: Selection, why: str) -> None:
+    """Raise ConfigError when the user named GPUs (``--gpus 0``) and ``why`` none can be read.
+
+    A selection from ``CUDA_VISIBLE_DEVICES``, of every GPU, or of none passes: on a
+    machine without GPUs that is not a mistake.
+    """
+    if selection.origin == "argument" and selection.entries:
+        raise ConfigError(
+            f"gpus={selection.raw!r}: {why}; leave --gpus out to measure without GPUs"
+        ) from None
+
+
 def _resolve(nvml: ModuleType, entry: str, devices: list[Gpu]) -> tuple[Gpu | None, str | None]:
     """The GPU an index or UUID (prefix) names, or None and why not."""
     valid = ", ".join(str(d.index) for d in devices) or "none"

@@ -24,6 +24,10 @@ For example, with the token printed by ``jupyter lab``::
 
     curl -H "Authorization: token $TOKEN" http://127.0.0.1:8888/carbon-jupyter/api/runs?limit=5
 
+The extension only reads the store: before the first tracked run there is no
+file, and the routes answer as for an empty store (no runs, zero totals; one
+run by id is 404). A bad parameter is a 400 naming it.
+
 The machine's power is read in the server process only while some client polls
 ``/machine``; it stops ``machine_idle_s`` seconds after the last poll. Settings
 are on :class:`~carbon_jupyter.serverext.app.CarbonJupyterApp`

@@ -5,10 +5,12 @@ Settings go in ``jupyter_server_config.py`` (or on the command line), e.g.::
     c.CarbonJupyterApp.machine_interval_s = 0.5
     c.CarbonJupyterApp.db_path = "/data/carbon.db"
 
-The app opens the run store on first use, runs blocking reads on a few worker
-threads (SQLite and hardware reads never block the server's event loop), checks
-every few seconds whether the machine-power sampler has been left unpolled, and
-stops everything when the server shuts down.
+The app opens the run store on first use, for reading only: it never creates
+the file (before the first tracked run there is none, and the routes answer as
+for an empty store), and on a full disk it reads the file as it is. It runs
+blocking reads on a few worker threads (SQLite and hardware reads never block
+the server's event loop), checks every few seconds whether the machine-power
+sampler has been left unpolled, and stops everything when the server shuts down.
 """
 
 from __future__ import annotations
@@ -94,13 +96,21 @@ class CarbonJupyterApp(ExtensionApp):
 
     # -- used by the handlers ----------------------------------------------------------
     def store(self) -> Store:
-        """The run store (opened on first use); raises StoreError naming the fix."""
+        """The run store, opened for reading on first use.
+
+        Raises :class:`~carbon_jupyter.store.StoreMissingError` while there is no store
+        yet (asked again at every call, so the first run's store is found), and
+        StoreError naming the fix when the file cannot be used.
+        """
         if not self.db_path:
-            return open_store()  # shared per path, follows $CARBON_JUPYTER_DB
+            return open_store(create=False)  # shared per path, follows $CARBON_JUPYTER_DB
         with self._store_lock:
-            if self._store is None:
-                self._store = open_store(self.db_path)
-            return self._store
+            if self._store is not None:
+                return self._store
+            store = open_store(self.db_path, create=False)
+            if not store.read_only:  # read-only is for now (a full disk); reopen next time
+                self._store = store
+            return store
 
     async def run_blocking(self, fn: Callable[[], T]) -> T:
         """``fn()`` on a worker thread."""

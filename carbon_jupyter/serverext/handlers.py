@@ -2,29 +2,34 @@
 
 All routes answer ``GET`` with JSON; see :mod:`carbon_jupyter.serverext` for
 the list. A request without the server's token (or login cookie) gets 403.
-Errors are JSON ``{"message": ...}`` naming the fix: 400 for a bad parameter,
-404 for an unknown run, 503 when the run store cannot be read.
+Errors are JSON ``{"message": ...}`` naming the fix: 400 for a bad parameter
+(the message starts with its name), 404 for an unknown run, 503 when the run
+store cannot be read. Before the first tracked run there is no store; the
+routes then answer as for an empty one (see :mod:`carbon_jupyter.serverext.reads`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from carbon_jupyter.errors import ConfigError, StoreError
+from carbon_jupyter.model import Phase, Status
 from carbon_jupyter.serverext import reads
 from carbon_jupyter.serverext.payload import machine_json
-from carbon_jupyter.store import RunNotFoundError
+from carbon_jupyter.store import RunNotFoundError, Store, StoreMissingError
 
 if TYPE_CHECKING:
     from carbon_jupyter.serverext.app import CarbonJupyterApp
 
 API = "carbon-jupyter/api"
 T = TypeVar("T")
+#: The largest whole number a query parameter may hold (SQLite's integers are 64-bit).
+MAX_INT = 2**63 - 1
 
 
 class _Handler(APIHandler):
@@ -36,10 +41,18 @@ class _Handler(APIHandler):
         return app
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(store, *args, **kwargs)`` off the event loop; store errors become HTTP."""
+        """Run ``fn(store, *args, **kwargs)`` off the event loop; store errors become HTTP.
+
+        Before the store exists ``fn`` gets a :class:`~carbon_jupyter.serverext.reads.NoStore`.
+        """
 
         def call() -> T:
-            return fn(self.extension.store(), *args, **kwargs)
+            store: Store | reads.NoStore
+            try:
+                store = self.extension.store()
+            except StoreMissingError as missing:
+                store = reads.NoStore(missing.path)
+            return fn(store, *args, **kwargs)
 
         try:
             return await self.extension.run_blocking(call)
@@ -64,7 +77,17 @@ class _Handler(APIHandler):
             raise web.HTTPError(400, f"{name}={text!r} is not a whole number") from None
         if value < low:
             raise web.HTTPError(400, f"{name}={value} is below {low}")
+        if high is None and value > MAX_INT:
+            raise web.HTTPError(400, f"{name}={value} is above {MAX_INT}")
         return value if high is None else min(value, high)
+
+    def choices(self, name: str, allowed: Sequence[str]) -> list[str]:
+        """The comma-separated values of ``name`` (repeatable), each one of ``allowed``."""
+        values = [v for text in self.get_query_arguments(name) for v in text.split(",") if v]
+        for value in values:
+            if value not in allowed:
+                raise web.HTTPError(400, f"{name}={value!r} is not one of: {', '.join(allowed)}")
+        return values
 
 
 class InfoHandler(_Handler):
@@ -84,11 +107,16 @@ class RunsHandler(_Handler):
     @web.authenticated
     async def get(self) -> None:
         filters: dict[str, Any] = {}
-        for name in ("label", "phase", "notebook", "kernel", "since", "origin"):
+        for name in ("label", "notebook", "kernel", "since", "origin"):
             value = self.get_query_argument(name, None)
             if value:
                 filters[name] = value
-        statuses = [s for v in self.get_query_arguments("status") for s in v.split(",") if s]
+        phases = self.choices("phase", get_args(Phase))
+        if len(phases) > 1:
+            raise web.HTTPError(400, f"phase={','.join(phases)!r}: give one phase")
+        if phases:
+            filters["phase"] = phases[0]
+        statuses = self.choices("status", get_args(Status))
         if statuses:
             filters["status"] = statuses
         tags = self.get_query_arguments("tag")

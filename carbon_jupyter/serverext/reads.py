@@ -8,16 +8,24 @@ A kernel's *current run* is its newest run still ``running``, else its newest
 run of any status (the cell that ran last). A kernel's *session* is every run
 recorded with its kernel id; the id survives a kernel restart, so the session
 totals do too.
+
+Before the first tracked run there is no store file, and the server does not
+create one: each function then gets a :class:`NoStore` and answers as for an
+empty store (no runs, zero totals), so a fresh JupyterLab shows no error. A
+filter that cannot be used is refused all the same, and asking for one run
+says that there is no store yet.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from carbon_jupyter.errors import CarbonError
 from carbon_jupyter.model import Run
 from carbon_jupyter.serverext.payload import finite, intensity_json, run_json, sample_json
-from carbon_jupyter.store import Store
+from carbon_jupyter.store import RunFilter, RunNotFoundError, Store
 
 TOTAL_FIELDS = (
     "count",
@@ -30,14 +38,29 @@ TOTAL_FIELDS = (
 )
 
 
-def list_runs(store: Store, limit: int, **filters: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class NoStore:
+    """Stands for the store at ``path`` before it exists: every read finds nothing."""
+
+    path: Path
+
+
+def list_runs(store: Store | NoStore, limit: int, **filters: Any) -> dict[str, Any]:
     """Runs matching ``filters`` (see :meth:`Store.runs`), newest first."""
+    if isinstance(store, NoStore):
+        RunFilter(**filters).where()  # a filter that cannot be used is still refused
+        return {"runs": []}
     runs = store.runs(limit=limit, **filters)
     return {"runs": [run_json(r) for r in runs]}
 
 
-def one_run(store: Store, run_id: str, with_samples: bool) -> dict[str, Any]:
+def one_run(store: Store | NoStore, run_id: str, with_samples: bool) -> dict[str, Any]:
     """One run by id or unique id prefix, with its samples when asked."""
+    if isinstance(store, NoStore):
+        raise RunNotFoundError(
+            f"No run with id {run_id!r}: there is no run store at {store.path} yet (any "
+            "tracked run creates it)."
+        )
     run = store.get_run(run_id)
     payload: dict[str, Any] = {"run": run_json(run)}
     if with_samples:
@@ -56,7 +79,7 @@ def current_run(store: Store, kernel_id: str) -> Run | None:
 
 
 def live(
-    store: Store, kernel_id: str, run_id: str | None, since: int, max_samples: int
+    store: Store | NoStore, kernel_id: str, run_id: str | None, since: int, max_samples: int
 ) -> dict[str, Any]:
     """The kernel's current run and its samples after the cursor ``since``.
 
@@ -65,8 +88,7 @@ def live(
     samples arrived since, the answer starts over (``reset: true``) with at most
     the latest ``max_samples`` samples.
     """
-    run = current_run(store, kernel_id)
-    if run is None:
+    if isinstance(store, NoStore) or (run := current_run(store, kernel_id)) is None:
         return {"kernel": kernel_id, "run": None, "live": False, "reset": True,
                 "samples": [], "cursor": 0}  # fmt: skip
     start = since if run.id == run_id else 0
@@ -82,18 +104,21 @@ def live(
     }
 
 
-def kernel_totals(store: Store, kernel_id: str) -> dict[str, Any]:
+def kernel_totals(store: Store | NoStore, kernel_id: str) -> dict[str, Any]:
     """Count, duration, energy and CO2 of every run of the kernel, and the intensity in use.
 
     The intensity is the latest run's; before the first run it is what the
     server's own settings resolve to (the kernel usually inherits them).
     """
     sums = dict.fromkeys(TOTAL_FIELDS, 0.0)
-    for group in store.totals(by="phase", kernel=kernel_id):
-        for name in TOTAL_FIELDS:
-            sums[name] += group[name] or 0.0
-    latest = store.runs(kernel=kernel_id, limit=1)
-    running = store.runs(kernel=kernel_id, status="running", limit=1)
+    latest: list[Run] = []
+    running: list[Run] = []
+    if not isinstance(store, NoStore):
+        for group in store.totals(by="phase", kernel=kernel_id):
+            for name in TOTAL_FIELDS:
+                sums[name] += group[name] or 0.0
+        latest = store.runs(kernel=kernel_id, limit=1)
+        running = store.runs(kernel=kernel_id, status="running", limit=1)
     intensity: dict[str, Any] | None
     if latest:
         intensity, intensity_from = intensity_json(latest[0].intensity), "latest run"

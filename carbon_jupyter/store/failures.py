@@ -4,7 +4,13 @@ Every SQLite or file-system error the store meets is turned into one
 :class:`~carbon_jupyter.errors.StoreError` here, so a user reads "the disk
 holding ~/.local/share/jupyter/carbon_jupyter/carbon.db is full; free some
 space or set CARBON_JUPYTER_DB ..." rather than ``sqlite3.OperationalError``.
-The store never deletes, truncates or rewrites a file it cannot read.
+The store never deletes, truncates or rewrites a file it cannot read; a
+damaged one is named with the commands that check it and recover what can be
+read (``carbon-jupyter store check`` / ``store recover``).
+
+:func:`cannot_write` and :func:`disk_full` tell, from such an error, whether
+the file may still be read (a reader then opens it read-only) and whether
+waiting for space will help (a writer then keeps what it could not write).
 """
 
 from __future__ import annotations
@@ -16,6 +22,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from carbon_jupyter.errors import StoreError
+
+
+class StoreMissingError(StoreError):
+    """There is no run store at ``path`` (reading never creates one); the message says so."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"There is no run store at {path}: any tracked run creates it (`carbon-jupyter "
+            "measure`, `%%carbon` in a notebook, `carbon_jupyter.track`). To read another "
+            "store, give its path with --db or CARBON_JUPYTER_DB."
+        )
+        self.path = path
+
 
 # Primary SQLite result codes (https://www.sqlite.org/rescode.html).
 SQLITE_PERM = 3
@@ -29,6 +48,10 @@ SQLITE_CANTOPEN = 14
 SQLITE_NOTADB = 26
 
 _ELSEWHERE = "or set CARBON_JUPYTER_DB to a file elsewhere"
+_ELSEWHERE_SENTENCE = "Or set CARBON_JUPYTER_DB to a file elsewhere"
+#: Failures to write that leave the file readable: full, read-only, or its -shm not creatable.
+_WRITE_REFUSED = (SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM)
+_WRITE_REFUSED_ERRNO = (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT)
 
 _BY_MESSAGE = (
     ("not a database", SQLITE_NOTADB),
@@ -54,21 +77,31 @@ def sqlite_code(exc: sqlite3.Error) -> int | None:
 
 
 def describe(exc: BaseException, path: Path, doing: str, timeout_s: float = 0.0) -> str:
-    """One message for ``exc`` met while ``doing`` something with the store at ``path``."""
+    """One message for ``exc`` met while ``doing`` something with the store at ``path``.
+
+    ``doing`` may end in a preposition ("saving samples of run 3f2a9c1b to"): the
+    message then reads "... to it".
+    """
     folder = path.parent
+    if doing.rsplit(" ", 1)[-1] in ("in", "to", "from", "into"):
+        doing = f"{doing} it"
     if isinstance(exc, sqlite3.Error):
         code = sqlite_code(exc)
         said = f"(SQLite says: {exc})"
         if code == SQLITE_NOTADB:
             return (
-                f"{path} is not a carbon-jupyter run store: it is not an SQLite database, or "
-                f"it is encrypted {said}. It was left untouched. Move it aside, {_ELSEWHERE}."
+                f"{path} is not a carbon-jupyter run store: it is not an SQLite database, it "
+                f"is encrypted, or its header is damaged {said}. It was left untouched. If it "
+                f"is your run store, `carbon-jupyter store recover --db {path}` moves it aside "
+                f"and copies every readable run into a fresh one; else move it aside, "
+                f"{_ELSEWHERE}."
             )
         if code == SQLITE_CORRUPT:
             return (
-                f"The run store {path} is damaged {said}. It was left untouched. Keep a copy, "
-                f"save what can be read with `sqlite3 {path} .recover > recovered.sql`, then "
-                f"move the file aside, {_ELSEWHERE}."
+                f"The run store {path} is damaged {said}. It was left untouched. "
+                f"`carbon-jupyter store check --db {path}` says what is wrong; `carbon-jupyter "
+                f"store recover --db {path}` moves it aside and copies every readable run into "
+                f"a fresh one. {_ELSEWHERE_SENTENCE}."
             )
         if code == SQLITE_FULL:
             return (
@@ -93,7 +126,7 @@ def describe(exc: BaseException, path: Path, doing: str, timeout_s: float = 0.0)
                 f"The disk reported an I/O error on the run store {path} while {doing} "
                 f"{said}. Check the disk and its free space, {_ELSEWHERE}."
             )
-        return f"The run store {path} failed while {doing} {said}. {_ELSEWHERE.capitalize()}."
+        return f"The run store {path} failed while {doing} {said}. {_ELSEWHERE_SENTENCE}."
     if isinstance(exc, OSError):
         if exc.errno == errno.ENOSPC:
             return (
@@ -106,8 +139,31 @@ def describe(exc: BaseException, path: Path, doing: str, timeout_s: float = 0.0)
                 f"Cannot create the run store {path} ({exc}): the folder {blocked} is not "
                 f"writable by this user. Make it writable (chmod u+w), {_ELSEWHERE}."
             )
-        return f"Cannot use the run store {path} while {doing} ({exc}). {_ELSEWHERE.capitalize()}."
+        return f"Cannot use the run store {path} while {doing} ({exc}). {_ELSEWHERE_SENTENCE}."
     return f"The run store {path} failed while {doing}: {exc}"
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The SQLite or file-system error behind a translated StoreError (else ``exc``)."""
+    while isinstance(exc, StoreError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` (a StoreError from :func:`translated`, or its cause) is a full disk."""
+    cause = _cause(exc)
+    if isinstance(cause, sqlite3.Error):
+        return sqlite_code(cause) == SQLITE_FULL
+    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def cannot_write(exc: BaseException) -> bool:
+    """True when ``exc`` means the file cannot be written now but may still be read."""
+    cause = _cause(exc)
+    if isinstance(cause, sqlite3.Error):
+        return sqlite_code(cause) in _WRITE_REFUSED
+    return isinstance(cause, OSError) and cause.errno in _WRITE_REFUSED_ERRNO
 
 
 @contextlib.contextmanager

@@ -9,6 +9,9 @@ A run whose process died (a killed kernel, a crashed machine) stays
 one (a zombie or a reused pid counts as dead), and :func:`mark_lost` closes
 the run with the energy of its last flushed samples: duration = last sample
 time, ``ended_at`` = start + duration, CO2 from the run's own factor and PUE.
+Its ``error`` says why a run may end up so: the process ended before the run
+did, or before the store could be written again (a process that finished runs
+while the disk was full, and ended before space came back).
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ def mark_lost(conn: sqlite3.Connection, run_id: str) -> None:
             ended_at,
             duration_s,
             f"the process that measured this run (pid {pid} on {host}) ended before the run "
-            f"finished; figures are those saved up to {duration_s:.1f} s",
+            f"finished, or before the run store could be written again (a full disk); figures "
+            f"are those saved up to {duration_s:.1f} s",
             run_id,
         ),
     )

@@ -234,60 +234,87 @@ def device_from_row(row: Sequence[Any]) -> DeviceEnergy:
     """A DeviceEnergy from ``DEVICE_COLUMNS[1:]`` (``run_id`` left out)."""
     (device_id, _position, kind, name, method, uuid, limit_w, detail, energy_j, process_j,
      mean_w, error) = row  # fmt: skip
-    info = DeviceInfo(
-        device_id=device_id,
-        kind=kind,
-        name=name or device_id,
-        method=method,
-        uuid=uuid,
-        power_limit_w=limit_w,
-        detail=detail or "",
-    )
+    info = _device_info(device_id, kind, name, method, uuid, limit_w, detail)
     return DeviceEnergy(info, energy_j, process_energy_j=process_j, mean_power_w=mean_w,
                         error=error)  # fmt: skip
+
+
+@lru_cache(maxsize=1024, typed=True)
+def _device_info(
+    device_id: str,
+    kind: Any,
+    name: str | None,
+    method: Any,
+    uuid: str | None,
+    limit_w: float | None,
+    detail: str | None,
+) -> DeviceInfo:
+    """One shared record per distinct device: the runs of a machine share a few."""
+    return DeviceInfo(device_id=device_id, kind=kind, name=name or device_id, method=method,
+                      uuid=uuid, power_limit_w=limit_w, detail=detail or "")  # fmt: skip
+
+
+@lru_cache(maxsize=256, typed=True)
+def _intensity(
+    intensity_g_per_kwh: float | None,
+    source: str | None,
+    year: int | None,
+    pue: float | None,
+    pue_source: str | None,
+    chosen_by: str | None,
+    key: str | None,
+) -> Intensity:
+    """One shared record per distinct carbon factor: most runs share a handful."""
+    return Intensity(
+        intensity_g_per_kwh=intensity_g_per_kwh or 0.0,
+        source=source or "unknown",
+        year=year,
+        pue=pue if pue is not None else 1.0,
+        pue_source=pue_source or "unknown",
+        chosen_by=chosen_by or "default",
+        key=key or "unknown",
+    )
+
+
+def _json_list(text: str | None) -> tuple[str, ...]:
+    return tuple(str(w) for w in json.loads(text)) if text and text != "[]" else ()
 
 
 def run_from_row(
     row: Sequence[Any], devices: Sequence[DeviceEnergy], samples: Sequence[Sample] = ()
 ) -> Run:
     """A Run from a row of ``RUN_COLUMNS`` and its devices."""
-    r = dict(zip(RUN_COLUMNS, row, strict=True))
-    intensity = Intensity(
-        intensity_g_per_kwh=r["intensity_g_per_kwh"] or 0.0,
-        source=r["intensity_source"] or "unknown",
-        year=r["intensity_year"],
-        pue=r["pue"] if r["pue"] is not None else 1.0,
-        pue_source=r["pue_source"] or "unknown",
-        chosen_by=r["intensity_chosen_by"] or "default",
-        key=r["intensity_key"] or "unknown",
-    )
-    tags = json.loads(r["tags"]) if r["tags"] else {}
-    warnings = json.loads(r["warnings"]) if r["warnings"] else []
+    (run_id, label, phase, items, status, started_at, ended_at, duration_s, attribution,
+     energy_j, cpu_energy_j, gpu_energy_j, ram_energy_j, co2, intensity_g_per_kwh,
+     intensity_source, intensity_year, intensity_key, intensity_chosen_by, pue, pue_source,
+     notebook, cell, kernel, user, host, error, tags, warnings) = row  # fmt: skip
+    intensity = _intensity(intensity_g_per_kwh, intensity_source, intensity_year, pue,
+                           pue_source, intensity_chosen_by, intensity_key)  # fmt: skip
     return Run(
-        id=r["id"],
-        label=r["label"],
-        phase=r["phase"],
-        items=r["items"],
-        status=r["status"],
-        started_at=r["started_at"],
-        ended_at=r["ended_at"],
-        duration_s=r["duration_s"],
-        attribution=r["attribution"],
+        id=run_id,
+        label=label,
+        phase=phase,
+        items=items,
+        status=status,
+        started_at=started_at,
+        ended_at=ended_at,
+        duration_s=duration_s,
+        attribution=attribution,
         devices=tuple(devices),
         intensity=intensity,
-        energy_j=r["energy_j"],
-        cpu_energy_j=r["cpu_energy_j"],
-        gpu_energy_j=r["gpu_energy_j"],
-        ram_energy_j=r["ram_energy_j"],
-        co2_g=r["co2_g"],
-        tags=cast(dict[str, str], tags),
-        notebook=r["notebook"],
-        cell=r["cell"],
-        kernel=r["kernel"],
-        user=r["user"],
-        host=r["host"],
-        error=r["error"],
-        warnings=tuple(str(w) for w in warnings),
+        energy_j=energy_j,
+        cpu_energy_j=cpu_energy_j,
+        gpu_energy_j=gpu_energy_j,
+        ram_energy_j=ram_energy_j,
+        co2_g=co2,
+        tags=cast(dict[str, str], json.loads(tags) if tags and tags != "{}" else {}),
+        notebook=notebook,
+        cell=cell,
+        kernel=kernel,
+        user=user,
+        host=host,
+        error=error,
+        warnings=_json_list(warnings),
         samples=tuple(samples),
     )
 

@@ -1,12 +1,14 @@
 """The store's tables, and the migrations that build and upgrade them.
 
-The schema is code: each change is one migration step, applied in order by
-sqlite-utils' :class:`~sqlite_utils.migrations.Migrations` (each step and the
-record that it ran commit together, or not at all). The steps applied so far
-are listed in the ``_sqlite_migrations`` table of the file itself, so a file
-written by an older carbon-jupyter is upgraded in place the first time a newer
-one opens it, and a file written by a newer carbon-jupyter is refused rather
-than misread.
+The schema is code: each change is one migration step, applied in order (the
+pending steps and the records that they ran commit together, or not at all).
+The steps applied so far are listed in the ``_sqlite_migrations`` table of the
+file itself, in the layout of sqlite-utils' :class:`~sqlite_utils.migrations.Migrations`
+(migration set ``carbon_jupyter``), so ``sqlite-utils`` reads the same history;
+a file written by an older carbon-jupyter is upgraded in place the first time a
+newer one opens it, and a file written by a newer carbon-jupyter is refused
+rather than misread. The steps run on plain :mod:`sqlite3`: creating a store
+imports neither sqlite-utils nor pandas.
 
 Tables
 ------
@@ -26,11 +28,25 @@ Tables
     The live readings: ``(run_id, seq)`` is the key, ``seq`` counts a run's
     samples from 1 without gaps, so ``seq`` is a cursor for live views and
     makes re-sending a batch harmless (``INSERT OR IGNORE``).
+``run_totals``
+    What :meth:`~carbon_jupyter.store.Store.totals` adds up, kept added up: one
+    row per UTC day and label, per day and notebook, per day and phase
+    (``dim`` names which, ``key`` holds the value, NULL for runs without one),
+    with the count, duration, energies and CO2 of those runs. Triggers on
+    ``runs`` keep it in step with every insert, update and delete, in the same
+    transaction, whoever writes: a new run is added to its groups, a live run's
+    growth shifts them, and any other change (a run deleted, relabelled, moved
+    to another day, its figures lowered) adds its groups up again from their
+    runs, so no rounding residue builds up. A step that rebuilds the ``runs`` table must
+    create the triggers again; ``INSERT OR REPLACE`` into ``runs`` bypasses the
+    delete trigger (SQLite fires it only with ``recursive_triggers`` on), so
+    rows are changed with ``UPDATE`` or ``ON CONFLICT ... DO UPDATE``.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timezone
 from typing import Any
 
 from carbon_jupyter.errors import StoreError
@@ -150,18 +166,186 @@ def add_run_warnings(db: Any) -> None:
         runs.add_column("warnings", str)
 
 
+#: The run columns ``run_totals`` adds up, in the order of its columns.
+TOTAL_COLUMNS = ("duration_s", "energy_j", "cpu_energy_j", "gpu_energy_j", "ram_energy_j", "co2_g")
+#: The run columns ``run_totals`` groups by (its ``dim``), each per UTC day.
+TOTAL_DIMENSIONS = ("label", "notebook", "phase")
+
+_SUM_COLUMNS_SQL = ", ".join(f"{c} REAL NOT NULL DEFAULT 0" for c in TOTAL_COLUMNS)
+_V4_TABLE = f"""
+CREATE TABLE run_totals (
+    dim TEXT NOT NULL,
+    key TEXT,
+    day TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 0,
+    {_SUM_COLUMNS_SQL}
+);
+CREATE INDEX run_totals_group ON run_totals (dim, key, day);
+CREATE INDEX runs_started_at_label ON runs (started_at, label);
+DROP INDEX IF EXISTS runs_started_at
+"""
+
+
+def _group(dim: str, row: str) -> str:
+    return f"dim = '{dim}' AND key IS {row}.{dim} AND day = substr({row}.started_at, 1, 10)"
+
+
+def _add(row: str) -> str:
+    """Trigger statements adding the run ``row`` (NEW or OLD) to its groups."""
+    sums = ", ".join(f"{c} = {c} + {row}.{c}" for c in TOTAL_COLUMNS)
+    return "".join(
+        f"INSERT INTO run_totals (dim, key, day) SELECT '{dim}', {row}.{dim}, "
+        f"substr({row}.started_at, 1, 10) WHERE NOT EXISTS "
+        f"(SELECT 1 FROM run_totals WHERE {_group(dim, row)});\n"
+        f"UPDATE run_totals SET count = count + 1, {sums} WHERE {_group(dim, row)};\n"
+        for dim in TOTAL_DIMENSIONS
+    )
+
+
+def _recount(row: str) -> str:
+    """Trigger statements adding up again, from the runs, the groups of the run ``row``.
+
+    Taking a run out by subtraction would leave rounding residue in its groups;
+    adding them up again from their runs (one day of one label, notebook or phase,
+    read through an index) leaves them as if the run had never been there.
+    """
+    day = f"substr({row}.started_at, 1, 10)"
+    sums = ", ".join(f"SUM({c})" for c in TOTAL_COLUMNS)
+    return "".join(
+        f"DELETE FROM run_totals WHERE {_group(dim, row)};\n"
+        f"INSERT INTO run_totals (dim, key, day, count, {', '.join(TOTAL_COLUMNS)}) "
+        f"SELECT '{dim}', {row}.{dim}, {day}, COUNT(*), {sums} FROM runs "
+        f"WHERE {dim} IS {row}.{dim} AND started_at >= {day} "
+        f"AND started_at < {day} || char(1114111) AND substr(started_at, 1, 10) = {day} "
+        "HAVING COUNT(*) > 0;\n"
+        for dim in TOTAL_DIMENSIONS
+    )
+
+
+def _shift() -> str:
+    """Trigger statements moving a run's groups by the growth of its figures."""
+    deltas = ", ".join(f"{c} = {c} + (NEW.{c} - OLD.{c})" for c in TOTAL_COLUMNS)
+    return "".join(
+        f"UPDATE run_totals SET {deltas} WHERE {_group(dim, 'NEW')};\n" for dim in TOTAL_DIMENSIONS
+    )
+
+
+#: An update that keeps a run in its groups and only adds to its figures (a live run's
+#: flush, its finish) shifts the groups; any other update adds them up again.
+_GROWS = " AND ".join(
+    [f"OLD.{dim} IS NEW.{dim}" for dim in TOTAL_DIMENSIONS]
+    + ["substr(OLD.started_at, 1, 10) IS substr(NEW.started_at, 1, 10)"]
+    + [f"NEW.{c} >= OLD.{c}" for c in TOTAL_COLUMNS]
+)
+_UPDATE_OF = ", ".join(("started_at", *TOTAL_DIMENSIONS, *TOTAL_COLUMNS))
+_V4_TRIGGERS = (
+    f"CREATE TRIGGER run_totals_insert AFTER INSERT ON runs BEGIN\n{_add('NEW')}END",
+    f"CREATE TRIGGER run_totals_delete AFTER DELETE ON runs BEGIN\n{_recount('OLD')}END",
+    f"CREATE TRIGGER run_totals_update AFTER UPDATE OF {_UPDATE_OF} ON runs "
+    f"WHEN {_GROWS} BEGIN\n{_shift()}END",
+    f"CREATE TRIGGER run_totals_move AFTER UPDATE OF {_UPDATE_OF} ON runs "
+    f"WHEN NOT ({_GROWS}) BEGIN\n{_recount('OLD')}{_recount('NEW')}END",
+)
+
+
+def add_run_totals(db: Any) -> None:
+    """Step 4: ``run_totals`` kept by triggers; start-time index that also holds the label.
+
+    The totals are filled from the runs already stored. ``runs_started_at`` gives way
+    to ``runs_started_at_label``, which serves the same queries and lets a
+    newest-first listing test a wildcard label without reading each run.
+    """
+    for statement in _V4_TABLE.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    for trigger in _V4_TRIGGERS:
+        db.execute(trigger)
+    sums = ", ".join(f"SUM({c})" for c in TOTAL_COLUMNS)
+    for dim in TOTAL_DIMENSIONS:
+        db.execute(
+            f"INSERT INTO run_totals (dim, key, day, count, {', '.join(TOTAL_COLUMNS)}) "
+            f"SELECT '{dim}', {dim}, substr(started_at, 1, 10), COUNT(*), {sums} FROM runs "
+            f"GROUP BY {dim}, substr(started_at, 1, 10)"
+        )
+
+
 #: Every step, oldest first. Append new steps; never edit or reorder applied ones.
-STEPS = (create_tables, add_context_columns, add_run_warnings)
+STEPS = (create_tables, add_context_columns, add_run_warnings, add_run_totals)
 STEP_NAMES = tuple(step.__name__ for step in STEPS)
 
+#: ``_sqlite_migrations`` exactly as sqlite-utils 4 creates it.
+_MIGRATIONS_TABLE_SQL = (
+    'CREATE TABLE "_sqlite_migrations" (\n   "id" INTEGER PRIMARY KEY,\n'
+    '   "migration_set" TEXT,\n   "name" TEXT,\n   "applied_at" TEXT\n)',
+    'CREATE UNIQUE INDEX "idx__sqlite_migrations_migration_set_name"\n'
+    '    ON "_sqlite_migrations" ("migration_set", "name")',
+)
+_COLUMN_TYPES: dict[Any, str] = {str: "TEXT", int: "INTEGER", float: "REAL", bytes: "BLOB"}
+_AFFINITY_TYPES = (("INT", int), ("CHAR", str), ("CLOB", str), ("TEXT", str), ("BLOB", bytes),
+                   ("REAL", float), ("FLOA", float), ("DOUB", float))  # fmt: skip
 
-def _migrations() -> Any:
-    from sqlite_utils.migrations import Migrations
 
-    migrations = Migrations(MIGRATION_SET)
-    for step in STEPS:
-        migrations(name=step.__name__)(step)
-    return migrations
+def _quote(name: str) -> str:
+    return '"{}"'.format(name.replace('"', '""'))
+
+
+class _Table:
+    """The part of sqlite-utils' ``Table`` that the steps use, writing the same SQL."""
+
+    def __init__(self, conn: sqlite3.Connection, name: str) -> None:
+        self.conn = conn
+        self.name = name
+
+    @property
+    def columns_dict(self) -> dict[str, type]:
+        rows = self.conn.execute(f"PRAGMA table_info({_quote(self.name)})").fetchall()
+        return {str(r[1]): _affinity(str(r[2])) for r in rows}
+
+    def add_column(
+        self, col_name: str, col_type: Any = str, not_null_default: Any | None = None
+    ) -> None:
+        not_null = ""
+        if not_null_default is not None:
+            quoted = self.conn.execute("SELECT quote(?)", (not_null_default,)).fetchone()[0]
+            not_null = f" NOT NULL DEFAULT {quoted}"
+        self.conn.execute(
+            f"ALTER TABLE {_quote(self.name)} ADD COLUMN {_quote(col_name)} "
+            f"{_COLUMN_TYPES[col_type]}{not_null};"
+        )
+
+
+class _Database:
+    """The part of sqlite-utils' ``Database`` that the steps use, on a plain connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, parameters: Any = None) -> sqlite3.Cursor:
+        return self.conn.execute(sql, () if parameters is None else parameters)
+
+    def table(self, name: str) -> _Table:
+        return _Table(self.conn, name)
+
+
+def _affinity(declared: str) -> type:
+    """SQLite's type affinity of a declared column type, as a Python type."""
+    upper = declared.upper()
+    for part, kind in _AFFINITY_TYPES:
+        if part in upper:
+            return kind
+    return str if not upper else float
+
+
+def _ensure_migrations_table(conn: sqlite3.Connection) -> None:
+    columns = _Table(conn, MIGRATIONS_TABLE).columns_dict
+    if not columns:
+        for statement in _MIGRATIONS_TABLE_SQL:
+            conn.execute(statement)
+    elif "id" not in columns:  # an older layout: let sqlite-utils bring it up to date
+        from sqlite_utils import Database
+        from sqlite_utils.migrations import Migrations
+
+        Migrations(MIGRATION_SET).ensure_migrations_table(Database(conn, execute_plugins=False))
 
 
 def applied_steps(conn: sqlite3.Connection) -> list[str]:
@@ -213,14 +397,25 @@ def needs_migration(applied: list[str]) -> bool:
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> None:
-    """Apply pending steps under a write lock, so concurrent first opens apply them once."""
-    from sqlite_utils import Database
+    """Apply pending steps under a write lock, so concurrent first opens apply them once.
 
+    The steps and their records in ``_sqlite_migrations`` commit together: a step
+    that fails leaves the file as it was.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         applied = check_readable(conn, path)
         if needs_migration(applied):
-            _migrations().apply(Database(conn, execute_plugins=False))
+            _ensure_migrations_table(conn)
+            db = _Database(conn)
+            for step in STEPS:
+                if step.__name__ not in applied:
+                    step(db)
+                    conn.execute(
+                        f"INSERT INTO {MIGRATIONS_TABLE} (migration_set, name, applied_at) "
+                        "VALUES (?, ?, ?)",
+                        (MIGRATION_SET, step.__name__, str(datetime.now(timezone.utc))),
+                    )
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -17,6 +17,14 @@ A run left ``running`` by a process that no longer exists on this host is
 marked ``lost`` when a store is opened (and, at most every few seconds, when
 runs are listed): its duration and energies are those of the last flushed
 samples, its CO2 is recomputed with the run's own carbon factor and PUE.
+When the file cannot be written just then (a full disk), that waits for a
+later opening.
+
+A store opened with ``create=False`` (every reader: ``carbon-jupyter runs``,
+``carbon_jupyter.runs()``, the sidebar) never creates a file or a folder:
+where there is none it raises :class:`~carbon_jupyter.store.failures.StoreMissingError`.
+Where the file cannot be written (a full disk, a folder it may not write), such a
+reader opens it read-only (:attr:`Store.read_only`) and reads it as it is.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,7 +44,7 @@ from typing import Any, Literal, overload
 from carbon_jupyter.errors import StoreError
 from carbon_jupyter.model import Run, Sample
 from carbon_jupyter.store import codecarbon, export, lost, query, schema
-from carbon_jupyter.store.failures import translated
+from carbon_jupyter.store.failures import StoreMissingError, cannot_write, translated
 from carbon_jupyter.store.query import RunFilter
 from carbon_jupyter.store.rows import (
     ALL_RUN_COLUMNS,
@@ -68,9 +76,18 @@ _INSERT_SAMPLE = (
 class Store:
     """The SQLite run store at ``path``. Open it with :func:`carbon_jupyter.store.open_store`."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        create: bool = True,
+    ):
         self.path = Path(path).expanduser().absolute()
         self.timeout_s = float(timeout_s)
+        self._create = create
+        #: True for a reader that found the file unwritable and opened it read-only.
+        self.read_only = False
         self._lock = threading.Lock()
         self._conns: dict[threading.Thread, sqlite3.Connection] = {}
         self._pid = os.getpid()
@@ -92,9 +109,11 @@ class Store:
     def _open(self) -> None:
         if self.path.is_dir():
             raise StoreError(
-                f"The run store path {self.path} is a folder. Set CARBON_JUPYTER_DB to a file "
-                f"path, such as {self.path / 'carbon.db'}."
+                f"The run store path {self.path} is a folder. Point CARBON_JUPYTER_DB (or "
+                f"--db) at a file, such as {self.path / 'carbon.db'}."
             )
+        if not self._create and not self.path.exists():
+            raise StoreMissingError(self.path)
         with self._guard("creating"):
             if not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
@@ -102,14 +121,24 @@ class Store:
                 # Owner-only from the first byte; SQLite gives -wal/-shm the same mode.
                 with contextlib.suppress(FileExistsError):
                     os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        with self._guard("opening"):
-            conn = self._conn()
-            applied = schema.check_readable(conn, str(self.path))
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
-            if schema.needs_migration(applied):
-                schema.migrate(conn, str(self.path))
-        self.mark_lost_runs()
+        try:
+            with self._guard("opening"):
+                conn = self._conn()
+                applied = schema.check_readable(conn, str(self.path))
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                if schema.needs_migration(applied):
+                    schema.migrate(conn, str(self.path))
+        except StoreError as exc:
+            if self._create or not cannot_write(exc):
+                raise
+            # A reader on a full disk, or in a folder it may not write: read the file as is.
+            self.close()
+            self.read_only = True
+            with self._guard("opening"):
+                schema.check_readable(self._conn(), str(self.path))
+            return
+        self._mark_lost_when_writable()
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
@@ -123,6 +152,18 @@ class Store:
                 return conn
             for other in [t for t in self._conns if not t.is_alive()]:
                 self._conns.pop(other).close()
+        conn = self._connect()
+        with self._lock:
+            self._conns[thread] = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection to the file (read-only for a reader that cannot write it)."""
+        if self.read_only:
+            return sqlite3.connect(
+                readonly_uri(self.path), uri=True, timeout=self.timeout_s,
+                isolation_level=None, check_same_thread=False,
+            )  # fmt: skip
         conn = sqlite3.connect(
             self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
         )
@@ -131,8 +172,6 @@ class Store:
         except sqlite3.Error:
             conn.close()
             raise
-        with self._lock:
-            self._conns[thread] = conn
         return conn
 
     def close(self) -> None:
@@ -341,8 +380,9 @@ class Store:
         """Stored runs, newest first, as :class:`~carbon_jupyter.model.Run` records.
 
         The filters are described in :mod:`carbon_jupyter.store.query`; ``limit=None``
-        returns every match. With ``as_frame=True`` the result is a pandas DataFrame with
-        one row per run and every stored column (hardware, versions and tags as dicts).
+        returns every match (:meth:`iter_runs` streams them instead, for large stores).
+        With ``as_frame=True`` the result is a pandas DataFrame with one row per run and
+        every stored column (hardware, versions and tags as dicts).
         Runs carry their devices; their ``samples`` are empty (see :meth:`samples`).
         """
         flt = RunFilter(label, phase, notebook, kernel, since, status, tag, origin)
@@ -351,6 +391,47 @@ class Store:
             return self._frame(flt, limit)
         with self._read("listing runs in") as conn:
             return query.select_runs(conn, flt, limit)
+
+    def iter_runs(
+        self,
+        label: str | None = None,
+        phase: str | None = None,
+        notebook: str | None = None,
+        kernel: str | None = None,
+        since: datetime | timedelta | str | None = None,
+        status: str | Sequence[str] | None = None,
+        tag: str | Mapping[str, str] | None = None,
+        origin: str | None = None,
+        limit: int | None = None,
+    ) -> Generator[Run, None, None]:
+        """Stored runs, newest first, one at a time as they are read; every match by default.
+
+        Filters as in :meth:`runs`. The runs come in batches from one snapshot of the file,
+        read on a connection of their own, so the first comes at once and memory stays
+        flat however many match. The snapshot is held (writers go on) until the iterator
+        is used up or closed (``close()``, or ``contextlib.closing``).
+        """
+        flt = RunFilter(label, phase, notebook, kernel, since, status, tag, origin)
+        flt.where()  # a filter that cannot be used is refused here, not at the first run
+        self._maybe_mark_lost()
+        return self._stream(flt, limit)
+
+    def _stream(self, flt: RunFilter, limit: int | None) -> Generator[Run, None, None]:
+        with self._guard("listing runs in"):
+            conn = self._connect()
+        runs = query.iter_runs(conn, flt, limit)
+        try:
+            with self._guard("listing runs in"):
+                conn.execute("BEGIN")
+            while True:
+                with self._guard("listing runs in"):
+                    run = next(runs, None)
+                if run is None:
+                    return
+                yield run
+        finally:
+            runs.close()
+            conn.close()
 
     def _frame(self, flt: RunFilter, limit: int | None) -> Any:
         pd = _pandas()
@@ -506,7 +587,31 @@ class Store:
 
     def _maybe_mark_lost(self) -> None:
         if time.monotonic() - self._last_lost_check >= LOST_CHECK_INTERVAL_S:
+            self._mark_lost_when_writable()
+
+    def _mark_lost_when_writable(self) -> None:
+        """Mark dead runs lost, unless the file cannot be written now (then at a later read)."""
+        if self.read_only:
+            return
+        try:
             self.mark_lost_runs()
+        except StoreError as exc:
+            if not cannot_write(exc):
+                raise
+
+
+def readonly_uri(path: Path) -> str:
+    """An SQLite URI that reads ``path`` without writing anything beside it when it can.
+
+    Without a write-ahead log holding data, the file alone is the database and is read
+    as immutable (no -wal or -shm is created); otherwise read-only, through the log.
+    """
+    wal = path.with_name(path.name + "-wal")
+    try:
+        logged = wal.stat().st_size > 0
+    except OSError:
+        logged = False
+    return path.as_uri() + ("?mode=ro" if logged else "?mode=ro&immutable=1")
 
 
 def _pandas() -> Any:

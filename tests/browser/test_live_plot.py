@@ -9,7 +9,9 @@ next to the real CPU model):
 3. ``%carbon compare live-test warm-up --by label``
 
 The live figures (bytes per update, updates per second) are printed and
-written to ``test-artifacts/live-metrics.json``.
+written to ``test-artifacts/live-metrics.json``. The saved notebook must carry
+BokehJS once, weigh at most :data:`MAX_NOTEBOOK_BYTES`, and draw its plots
+again after a reload (the browser has no network).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ CELLS = [
     "%carbon compare live-test warm-up --by label",
 ]
 READING_SPACING_S = 1.5
+#: The saved notebook: BokehJS once (about 1.3 MB), two runs' plots and summaries.
+MAX_NOTEBOOK_BYTES = 1_400_000
 
 
 @dataclass
@@ -219,10 +223,26 @@ def test_static_plot_and_summary_replace_the_live_view(live: LiveRun) -> None:
     assert live.metrics["kernel_no_such_comm_errors_after_cell"] == 0, live.metrics
 
 
+def bokehjs_outputs(notebook: Any) -> list[tuple[int, str]]:
+    """(cell, mime type) of every output value carrying BokehJS itself (about 1.3 MB each)."""
+    return [
+        (index, mime)
+        for index, cell in enumerate(notebook.cells)
+        for output in cell.get("outputs", [])
+        for mime, value in output.get("data", {}).items()
+        if len(str(value)) > 1_000_000 and "Bokeh" in str(value)
+    ]
+
+
 def test_results_survive_save_and_reload(live: LiveRun, jupyter_lab: JupyterLab) -> None:
     lab = live.lab
     lab.save()
     saved = jupyter_lab.read_notebook(NOTEBOOK)
+    # BokehJS travels once, in the first plotted cell, as one script the plots below share.
+    assert bokehjs_outputs(saved) == [(1, "text/html")]
+    size = (jupyter_lab.root_dir / NOTEBOOK).stat().st_size
+    print(f"\nsaved notebook: {size} bytes")
+    assert size <= MAX_NOTEBOOK_BYTES, size
     outputs = saved.cells[LIVE_CELL].outputs
     html = "".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
     plain = "".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
