@@ -407,14 +407,14 @@ class CarbonMagics(Magics):
         from carbon_jupyter import format as fmt
         from carbon_jupyter.store import open_store
 
-        runs = open_store().runs(limit=args.last)
+        runs = open_store(create=False).runs(limit=args.last)
         _show_table(fmt.runs_table_html(runs), fmt.runs_table_text(runs))
 
     def _cmd_compare(self, args: argparse.Namespace) -> Any:
         from carbon_jupyter.display import show_comparison
         from carbon_jupyter.store import open_store
 
-        store = open_store()
+        store = open_store(create=False)
         if args.labels:
             runs = [r for label in args.labels for r in store.runs(label=label, limit=args.last)]
         else:
@@ -431,7 +431,7 @@ class CarbonMagics(Magics):
         from carbon_jupyter.display import show_run
         from carbon_jupyter.store import open_store
 
-        store = open_store()
+        store = open_store(create=False)
         run = store.get_run(args.run_id)
         show_run(run, store.samples(run.id))
 
@@ -467,7 +467,9 @@ class CarbonMagics(Magics):
         try:
             path = output_path(args.path)
             chosen = choose_format(path, args.format)
-            exported = export_runs(open_store(), path, format=chosen, samples=args.samples)
+            exported = export_runs(
+                open_store(create=False), path, format=chosen, samples=args.samples
+            )
         except CarbonError as exc:
             raise UsageError(f"%carbon export: {exc}") from None
         print(f"carbon: exported {exported}")

@@ -209,9 +209,12 @@ class Sampler:
     def result(self) -> SamplerResult:
         """What has been measured so far (a live snapshot while running)."""
         with self._lock:
-            duration_s = (
-                self._stopped_at if self._stopped_at is not None else self._clock() - self._t0
-            )
+            if self._thread is None:
+                duration_s = 0.0  # not started yet: nothing measured
+            elif self._stopped_at is not None:
+                duration_s = self._stopped_at
+            else:
+                duration_s = self._clock() - self._t0
             devices = tuple(s.meter.energy(duration_s) for s in self._states)
             warnings = tuple(w for s in self._states for w in _warnings(s, duration_s))
             return SamplerResult(duration_s, devices, tuple(self._samples), warnings)

@@ -224,9 +224,11 @@ class Tracker:
         self.started_at = utc_now_iso()
         self._sampler = sampler
         sampler.subscribe(self._collect)
+        # The run's first row is written before the window opens: the store's first write
+        # in a process (and the machine details it records) is not the user's code.
+        self._to_sink("begin_run", self._snapshot("running"))
         sampler.start()
         self._last_flush = self._clock()
-        self._to_sink("begin_run", self._snapshot("running"))
         return self
 
     def stop(self, status: Status = "ok", error: str | None = None) -> Run:

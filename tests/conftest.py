@@ -10,6 +10,7 @@ import pytest
 
 from carbon_jupyter import device_health, notices
 from carbon_jupyter.sensors.process import reset_shared_tree
+from carbon_jupyter.store import pending
 
 
 @pytest.fixture(autouse=True)
@@ -54,3 +55,4 @@ def _isolated_environment(
     notices.reset()
     reset_shared_tree()
     device_health.forget()
+    pending.forget()

@@ -326,3 +326,12 @@ def test_plain_cells_run_with_nothing_of_ours_after_tracked_ones(ip: Interactive
         ip.run_cell("%%carbon second --no-plot\npass\n")
     assert {e: ip.events.callbacks[e] for e in events} == before
     assert len(stored_runs()) == 4  # the two cells, 'x = 1' and the 'auto off' cell
+
+
+def test_reading_magics_before_any_run_say_so_and_create_nothing(ip: InteractiveShell) -> None:
+    path = Path(os.environ["CARBON_JUPYTER_DB"])
+    assert not path.exists()
+    for line in ("runs", "show 3f2a", "compare", f"export {path.parent / 'runs.json'}"):
+        with pytest.raises(UsageError, match="no run store at"):
+            ip.run_line_magic("carbon", line)
+    assert not path.exists()
