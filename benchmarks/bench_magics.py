@@ -335,7 +335,7 @@ def report(result: dict[str, Any]) -> str:
         _line("before the cell's code", first["before"]),
         _line("after the cell's code", first["after"]),
         _line("window minus code", first["window"], AIM_FIRST_WINDOW_MS),
-        "    (mostly the tracker's first store write of a process, made after it started)",
+        "    (the store's first write of a process is made before the window opens)",
         _line("second cell: before", first["second_before"]),
         _line("second cell: after", first["second_after"]),
         "5. plain cells (pass) after tracked ones",
