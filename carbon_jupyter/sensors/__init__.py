@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from carbon_jupyter.notices import logger, notice_once
 from carbon_jupyter.sensors.base import Probe, Reading, Sensor
@@ -161,8 +161,6 @@ class ScaledSensor:
     """Another sensor's figures times ``fraction`` (the RAM model for some sockets only)."""
 
     def __init__(self, sensor: Sensor, fraction: float, sockets: str) -> None:
-        from dataclasses import replace
-
         self._sensor = sensor
         self.fraction = fraction
         self.info = replace(
@@ -173,8 +171,6 @@ class ScaledSensor:
         )
 
     def read(self) -> Reading:
-        from dataclasses import replace
-
         reading = self._sensor.read()
         scale = self.fraction
         return replace(
