@@ -39,7 +39,7 @@ def main() -> int:
         return 1
 
     import carbon_jupyter as cj
-    from carbon_jupyter.integrate import integrate_power_j
+    from carbon_jupyter.measure.integrate import integrate_power_j
 
     count = torch.cuda.device_count()
     mats = []

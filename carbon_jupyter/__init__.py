@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from carbon_jupyter._version import __version__
 
 if TYPE_CHECKING:
+    from carbon_jupyter.measure.tracker import Tracker, track
     from carbon_jupyter.model import DeviceEnergy, DeviceInfo, Intensity, Run, Sample
-    from carbon_jupyter.tracker import Tracker, track
 
 __all__ = [
     "DeviceEnergy",
@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Tracker": "carbon_jupyter.tracker",
-    "track": "carbon_jupyter.tracker",
+    "Tracker": "carbon_jupyter.measure.tracker",
+    "track": "carbon_jupyter.measure.tracker",
     "Run": "carbon_jupyter.model",
     "Sample": "carbon_jupyter.model",
     "DeviceInfo": "carbon_jupyter.model",
@@ -103,14 +103,14 @@ def totals(by: str = "label", **filters: Any) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext carbon_jupyter``: register the ``%carbon`` and ``%%carbon`` magics."""
-    from carbon_jupyter.magics import load
+    from carbon_jupyter.notebook.magics import load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext carbon_jupyter``: remove the magics and every hook they registered."""
-    from carbon_jupyter.magics import unload
+    from carbon_jupyter.notebook.magics import unload
 
     unload(ipython)
 

@@ -202,12 +202,12 @@ class Run:
         return any(d.method in MODEL_METHODS for d in self.devices)
 
     def __repr__(self) -> str:
-        from carbon_jupyter.format import run_repr
+        from carbon_jupyter.show.format import run_repr
 
         return run_repr(self)
 
     def _repr_html_(self) -> str:
         """The notebook summary, when a Run is a cell's last expression."""
-        from carbon_jupyter.display import summary_html
+        from carbon_jupyter.show.display import summary_html
 
         return summary_html(self)

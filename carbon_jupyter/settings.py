@@ -3,7 +3,7 @@
 Every setting has a default, a ``CARBON_JUPYTER_*`` environment variable for
 scripts and CI, and an argument of :func:`carbon_jupyter.track` (or a magic
 option) for one run. In a notebook ``%config CarbonMagics.interval = 0.5``
-changes the kernel's default (see :mod:`carbon_jupyter.magics`).
+changes the kernel's default (see :mod:`carbon_jupyter.notebook.magics`).
 
 =============================  ===================================  ==========
 variable                       meaning                              default
@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from carbon_jupyter.errors import ConfigError
-from carbon_jupyter.sampler import DEFAULT_INTERVAL_S, check_interval
+from carbon_jupyter.measure.sampler import DEFAULT_INTERVAL_S, check_interval
 
 ATTRIBUTIONS = ("device", "process")
 PHASES = ("train", "inference", "other")

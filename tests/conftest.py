@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from carbon_jupyter import device_health, notices
+from carbon_jupyter import notices
+from carbon_jupyter.measure import device_health
 from carbon_jupyter.sensors.process import reset_shared_tree
 from carbon_jupyter.store import pending
 

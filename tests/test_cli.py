@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from carbon_jupyter.cli import build_parser
+from carbon_jupyter.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 

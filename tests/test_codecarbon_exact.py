@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from carbon_jupyter.cli import main
+from carbon_jupyter.cli.main import main
 from carbon_jupyter.model import DeviceEnergy
 from carbon_jupyter.store import Store, open_store
 from carbon_jupyter.store.codecarbon import COLUMNS, LAYOUT_VERSION

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import carbon_jupyter as cj
-from carbon_jupyter.integrate import counter_step
+from carbon_jupyter.measure.integrate import counter_step
+from carbon_jupyter.measure.sampler import Sampler
 from carbon_jupyter.model import DeviceInfo, Run
-from carbon_jupyter.sampler import Sampler
 from carbon_jupyter.sensors import discover, memory
 from carbon_jupyter.sensors import reset as reset_sensors
 from carbon_jupyter.sensors.base import Reading

@@ -16,10 +16,10 @@ from comm.base_comm import BaseComm
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from carbon_jupyter import display, embed, frontend, live
+from carbon_jupyter.measure.tracker import Tracker, build_run
 from carbon_jupyter.model import DeviceEnergy, DeviceInfo, Intensity
 from carbon_jupyter.sensors.base import Reading
-from carbon_jupyter.tracker import Tracker, build_run
+from carbon_jupyter.show import display, embed, frontend, live
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 LOAD_MIME = "application/vnd.bokehjs_load.v0+json"
@@ -341,7 +341,7 @@ def test_a_broken_live_view_says_so_once_and_falls_back_to_text(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setitem(sys.modules, "jupyter_bokeh", None)  # not installed
-    monkeypatch.delitem(sys.modules, "carbon_jupyter.livewidget", raising=False)
+    monkeypatch.delitem(sys.modules, "carbon_jupyter.show.livewidget", raising=False)
     t = tracker().start()
     with caplog.at_level(logging.WARNING, logger="carbon_jupyter"), capture_output() as cap:
         view = live.LiveView(t, mode="widgets").start()

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from carbon_jupyter import embed
-from carbon_jupyter.plots import power_figure, power_rows
+from carbon_jupyter.show import embed
+from carbon_jupyter.show.plots import power_figure, power_rows
 from tests.test_plots import DEVICES, GERMANY, make_samples
 
 TITLE = "</script><b>'fine\"-tune\\'"

@@ -164,7 +164,7 @@ def test_python_api(tmp_path: Path, kernel_name: str) -> None:
     frame = data(cell(nb, "frame = cj.runs("), "text/html")
     assert "api-train" in frame and "api-predict" in frame
     assert "mJ per item" in stream(cell(nb, "latest = cj.runs("))
-    assert_tracked(cell(nb, "from carbon_jupyter.display import show_run"), "api-train")
+    assert_tracked(cell(nb, "from carbon_jupyter.show.display import show_run"), "api-train")
 
     labels = sorted(r.label or "" for r in store.runs())
     assert labels == ["api-predict", "api-predict", "api-train"]

@@ -276,7 +276,7 @@ def test_the_run_measures_the_cells_code_and_not_its_plot(
     ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The live plot is shown before the tracker starts, the static plot drawn after it stops."""
-    from carbon_jupyter import live
+    from carbon_jupyter.show import live
 
     monkeypatch.setenv("CARBON_JUPYTER_DISPLAY", "widgets")
     monkeypatch.setattr(ip, "kernel", FakeKernel(), raising=False)

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 
 import carbon_jupyter as cj
-from carbon_jupyter.integrate import integrate_power_j
-from carbon_jupyter.sampler import Sampler
+from carbon_jupyter.measure.integrate import integrate_power_j
+from carbon_jupyter.measure.sampler import Sampler
 from carbon_jupyter.sensors import nvml, nvml_samples
 from carbon_jupyter.sensors.nvml import NvmlSensor
 from tests import fake_nvml

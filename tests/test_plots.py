@@ -9,15 +9,15 @@ from bokeh.embed import components
 from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool
 
 from carbon_jupyter.errors import ConfigError
+from carbon_jupyter.measure.tracker import build_run
 from carbon_jupyter.model import DeviceEnergy, DeviceInfo, Intensity, Run, Sample
-from carbon_jupyter.plots import (
+from carbon_jupyter.show.plots import (
     LivePlot,
     comparison_figure,
     power_column,
     power_figure,
     power_rows,
 )
-from carbon_jupyter.tracker import build_run
 
 GPU = DeviceInfo("gpu:0", "gpu", "NVIDIA A100-SXM4-40GB", "nvml-energy")
 CPU = DeviceInfo("cpu:0", "cpu", "Intel Xeon Gold 6248", "cpu-model")

@@ -13,9 +13,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from carbon_jupyter import format as fmt
-from carbon_jupyter.display import summary_html
 from carbon_jupyter.model import DeviceEnergy, DeviceInfo
+from carbon_jupyter.show import format as fmt
+from carbon_jupyter.show.display import summary_html
 from tests.fake_powercap import CounterWriter, FakePowercap, write_atomic
 from tests.test_cli import cli
 from tests.test_store_support import make_run

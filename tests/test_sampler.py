@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from carbon_jupyter.errors import ConfigError, SensorError, TrackingError
+from carbon_jupyter.measure.sampler import Sampler, check_interval
 from carbon_jupyter.model import DeviceInfo, Sample
-from carbon_jupyter.sampler import Sampler, check_interval
 from carbon_jupyter.sensors.base import Reading
 
 

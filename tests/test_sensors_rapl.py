@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from carbon_jupyter.errors import SensorError
-from carbon_jupyter.integrate import counter_delta_j
+from carbon_jupyter.measure.integrate import counter_delta_j
 from carbon_jupyter.sensors import rapl
 from carbon_jupyter.sensors.base import Probe, Sensor
 from tests.fake_powercap import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from carbon_jupyter.errors import ConfigError, SensorError
-from carbon_jupyter.integrate import integrate_power_j
+from carbon_jupyter.measure.integrate import integrate_power_j
 from carbon_jupyter.sensors import replay
 from carbon_jupyter.sensors.base import Sensor
 from carbon_jupyter.sensors.replay import ReplaySensor, Trace, load_trace

@@ -12,7 +12,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from carbon_jupyter.cli import main
+from carbon_jupyter.cli.main import main
 from carbon_jupyter.errors import ConfigError, StoreError
 from carbon_jupyter.model import Intensity
 from carbon_jupyter.store import Store, open_store

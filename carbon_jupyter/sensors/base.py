@@ -8,7 +8,7 @@ A reading carries whichever of these the device can give:
 
 * ``counter_j`` - a hardware energy counter in joules, which may wrap at
   ``counter_range_j`` (RAPL ``max_energy_range_uj``). The sampler takes
-  differences between consecutive readings (see :mod:`carbon_jupyter.integrate`),
+  differences between consecutive readings (see :mod:`carbon_jupyter.measure.integrate`),
   so the energy of a run is exact at start and stop whatever the interval.
 * ``power_w`` - the power drawn now. Where there is no counter the sampler
   integrates it by trapezoid.

@@ -26,7 +26,7 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Float, Int, TraitError, Unicode, validate
 
 from carbon_jupyter.errors import ConfigError
-from carbon_jupyter.sampler import check_interval
+from carbon_jupyter.measure.sampler import check_interval
 from carbon_jupyter.serverext.machine import MachinePower
 from carbon_jupyter.store import Store, open_store
 

@@ -1,6 +1,6 @@
 """The machine's power now, for the sidebar: sampled only while someone is looking.
 
-:class:`MachinePower` runs a :class:`~carbon_jupyter.sampler.Sampler` over the
+:class:`MachinePower` runs a :class:`~carbon_jupyter.measure.sampler.Sampler` over the
 machine's sensors (the same ones a tracked cell uses: RAPL or the CPU model,
 memory, the visible GPUs) in the Jupyter server process. The sampler starts on
 the first :meth:`MachinePower.poll` and stops once nobody has polled for
@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from carbon_jupyter.measure.sampler import Sampler, check_interval
 from carbon_jupyter.model import MODEL_METHODS, Sample
-from carbon_jupyter.sampler import Sampler, check_interval
 from carbon_jupyter.sensors.base import Sensor
 
 

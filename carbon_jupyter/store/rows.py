@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 from carbon_jupyter._version import __version__
-from carbon_jupyter.integrate import co2_g
+from carbon_jupyter.measure.integrate import co2_g
 from carbon_jupyter.model import DeviceEnergy, DeviceInfo, Intensity, Run, Sample
 
 #: The run columns a Run is built from, in the order ``run_from_row`` expects.

@@ -37,9 +37,9 @@ options are parsed, the code compiled and the live plot shown before the
 tracker starts, and the static plot and summary are drawn after it stopped.
 Nothing is registered on other cells unless ``%carbon auto on`` asks for it.
 
-This module is glue: measuring is :class:`carbon_jupyter.tracker.Tracker`,
-storing is :mod:`carbon_jupyter.store`, showing is :mod:`carbon_jupyter.display`
-and :mod:`carbon_jupyter.live`.
+This module is glue: measuring is :class:`carbon_jupyter.measure.tracker.Tracker`,
+storing is :mod:`carbon_jupyter.store`, showing is :mod:`carbon_jupyter.show.display`
+and :mod:`carbon_jupyter.show.live`.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ class CarbonMagics(Magics):
         else:
             run = tracker.stop()
         self.last_run = run
-        from carbon_jupyter import format as fmt
+        from carbon_jupyter.show import format as fmt
 
         print(f"[carbon] {fmt.one_line(run)}")
 
@@ -245,7 +245,7 @@ class CarbonMagics(Magics):
         info: Any = None,
         before_cell: bool = False,
     ) -> Any:
-        from carbon_jupyter.tracker import Tracker
+        from carbon_jupyter.measure.tracker import Tracker
 
         def pick(name: str) -> Any:
             value = options.get(name)
@@ -274,7 +274,7 @@ class CarbonMagics(Magics):
 
     def _view(self, tracker: Any, args: argparse.Namespace, title: str) -> Any:
         """The live view of ``tracker``, shown before it starts (None with ``--quiet``)."""
-        from carbon_jupyter.live import LiveView, devices_to_measure
+        from carbon_jupyter.show.live import LiveView, devices_to_measure
 
         if args.quiet:
             return None
@@ -307,7 +307,7 @@ class CarbonMagics(Magics):
     def carbon(self, line: str, cell: str | None = None) -> Any:
         """Track the energy and CO2 of a cell (``%%carbon``), or manage runs (``%carbon``).
 
-        See ``carbon_jupyter.magics`` for every form; ``%carbon`` alone prints it.
+        See ``carbon_jupyter.notebook.magics`` for every form; ``%carbon`` alone prints it.
         """
         __tracebackhide__ = True
         if cell is not None:
@@ -326,7 +326,7 @@ class CarbonMagics(Magics):
 
     def _carbon_cell(self, line: str, cell: str) -> Any:
         __tracebackhide__ = True
-        from carbon_jupyter.cellrun import compile_cell
+        from carbon_jupyter.notebook.cellrun import compile_cell
 
         try:
             args = _cell_parser().parse_args(shlex.split(line))
@@ -378,7 +378,7 @@ class CarbonMagics(Magics):
         view, self._active_view = self._active_view, None
         run = tracker.stop()
         self.last_run = run
-        from carbon_jupyter import format as fmt
+        from carbon_jupyter.show import format as fmt
 
         if view is not None:
             view.finish(run)
@@ -387,7 +387,7 @@ class CarbonMagics(Magics):
         return run if args.output else None
 
     def _cmd_status(self, args: argparse.Namespace) -> None:
-        from carbon_jupyter import format as fmt
+        from carbon_jupyter.show import format as fmt
 
         if self._active is not None:
             print(fmt.summary(self._active.snapshot()))
@@ -404,14 +404,14 @@ class CarbonMagics(Magics):
         print(f"carbon: per-cell tracking is {args.state}")
 
     def _cmd_runs(self, args: argparse.Namespace) -> None:
-        from carbon_jupyter import format as fmt
+        from carbon_jupyter.show import format as fmt
         from carbon_jupyter.store import open_store
 
         runs = open_store(create=False).runs(limit=args.last)
         _show_table(fmt.runs_table_html(runs), fmt.runs_table_text(runs))
 
     def _cmd_compare(self, args: argparse.Namespace) -> Any:
-        from carbon_jupyter.display import show_comparison
+        from carbon_jupyter.show.display import show_comparison
         from carbon_jupyter.store import open_store
 
         store = open_store(create=False)
@@ -428,7 +428,7 @@ class CarbonMagics(Magics):
         return None
 
     def _cmd_show(self, args: argparse.Namespace) -> None:
-        from carbon_jupyter.display import show_run
+        from carbon_jupyter.show.display import show_run
         from carbon_jupyter.store import open_store
 
         store = open_store(create=False)
@@ -480,7 +480,7 @@ class CarbonMagics(Magics):
 def _show_table(html: str, text: str) -> None:
     from IPython.display import display
 
-    from carbon_jupyter.frontend import in_kernel
+    from carbon_jupyter.show.frontend import in_kernel
 
     if in_kernel():
         display({"text/html": html, "text/plain": text}, raw=True)  # type: ignore[no-untyped-call]
@@ -510,8 +510,8 @@ def unload(shell: Any) -> None:
             magics._auto_tracker.stop()
         magics._hook(False)
         shell.configurables.remove(magics)
-    if "carbon_jupyter.live" in sys.modules:
-        from carbon_jupyter.live import close_finished_widgets
+    if "carbon_jupyter.show.live" in sys.modules:
+        from carbon_jupyter.show.live import close_finished_widgets
 
         close_finished_widgets()
     for kind in ("line", "cell"):

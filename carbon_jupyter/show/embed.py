@@ -13,7 +13,7 @@ BokehJS
 Power figures
     Building a Bokeh figure and serializing it costs tens of milliseconds,
     more than many cells take. :func:`power_template` builds the power figure
-    (:func:`carbon_jupyter.plots.power_layout`) once per process for each set
+    (:func:`carbon_jupyter.show.plots.power_layout`) once per process for each set
     of devices, carbon intensity and attribution, serializes it with Bokeh's
     own embedding, and keeps the text. Each plot after that is that text with
     fresh model ids, its heading and its data filled in, which takes well
@@ -26,7 +26,7 @@ Power figures
       the CDN (Colab);
     * :meth:`PowerTemplate.widget_state` - the state of a live
       ``jupyter_bokeh`` widget whose data source is the one model kept in the
-      kernel (:mod:`carbon_jupyter.livewidget`).
+      kernel (:mod:`carbon_jupyter.show.livewidget`).
 
     Every plot's ids start with a prefix unique to the process and the plot,
     so plots from several kernels sit side by side in one saved notebook.
@@ -45,9 +45,9 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from carbon_jupyter import frontend
 from carbon_jupyter.errors import ConfigError
 from carbon_jupyter.model import DeviceInfo, Intensity
+from carbon_jupyter.show import frontend
 
 RESOURCE_MODES = ("inline", "cdn")
 Bundle = dict[str, str]
@@ -255,7 +255,7 @@ class PowerTemplate:
     ) -> None:
         from bokeh.models import ColumnDataSource
 
-        from carbon_jupyter.plots import SOURCE_NAME, power_layout, power_rows
+        from carbon_jupyter.show.plots import SOURCE_NAME, power_layout, power_rows
 
         self.devices = tuple(devices)
         source = ColumnDataSource(power_rows(devices, [], intensity=intensity), name=SOURCE_NAME)
@@ -291,8 +291,8 @@ class PowerTemplate:
         return f"c{_PROCESS}{next(_plots):x}-"
 
     def html(self, data: Mapping[str, Any], title: str = "") -> str:
-        """A static plot of ``data`` (the columns of :func:`~carbon_jupyter.plots.power_rows`)."""
-        from carbon_jupyter.plots import power_title
+        """A static plot of ``data`` (the columns of :func:`~.plots.power_rows`)."""
+        from carbon_jupyter.show.plots import power_title
 
         prefix = self._prefix()
         return (
@@ -311,7 +311,7 @@ class PowerTemplate:
 
         ``data`` are that source's columns now, so the page starts where the kernel is.
         """
-        from carbon_jupyter.plots import power_title
+        from carbon_jupyter.show.plots import power_title
 
         return (
             self._state.replace(_ID_PREFIX, self._prefix())

@@ -1,7 +1,7 @@
 """The background sampler: reads every sensor at start, on every tick, and at stop.
 
 How a device's energy is obtained (the arithmetic is in
-:class:`carbon_jupyter.meter.DeviceMeter`):
+:class:`carbon_jupyter.measure.meter.DeviceMeter`):
 
 * A device with an energy counter (RAPL, NVML on Volta and newer, or a source
   that integrates power itself) is read at the exact moment of
@@ -37,10 +37,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from carbon_jupyter.device_health import note_alive, note_lost
 from carbon_jupyter.errors import ConfigError, TrackingError
-from carbon_jupyter.integrate import wrap_period_s
-from carbon_jupyter.meter import DeviceMeter
+from carbon_jupyter.measure.device_health import note_alive, note_lost
+from carbon_jupyter.measure.integrate import wrap_period_s
+from carbon_jupyter.measure.meter import DeviceMeter
 from carbon_jupyter.model import DeviceEnergy, DeviceInfo, Sample
 from carbon_jupyter.notices import logger, notice_once
 from carbon_jupyter.sensors.base import Reading, Sensor, max_power_w, poll_period_s, read_energy

@@ -4,11 +4,11 @@
 * :func:`run_bundle` / :func:`show_run` - a finished run's power plot above
   its summary, kept in the saved notebook.
 * :func:`show_comparison` - stored runs side by side.
-* :class:`carbon_jupyter.live.LiveView` - the plot while a run is live,
+* :class:`carbon_jupyter.show.live.LiveView` - the plot while a run is live,
   replaced by :func:`run_bundle`'s output when it ends.
 
 How a run is shown depends on where the code runs
-(:func:`carbon_jupyter.frontend.detect`):
+(:func:`carbon_jupyter.show.frontend.detect`):
 
 * ``jupyter-widgets`` (JupyterLab, Notebook 7, VS Code): a live Bokeh widget
   (``jupyter_bokeh``) streamed from the sampler thread about once a second.
@@ -20,10 +20,10 @@ How a run is shown depends on where the code runs
 * ``none``: nothing while running; the summary is shown at the end.
 
 Plots are filled into figures serialized once per process
-(:mod:`carbon_jupyter.embed`), so showing one costs well under a millisecond
+(:mod:`carbon_jupyter.show.embed`), so showing one costs well under a millisecond
 once the first is made. BokehJS goes into the page once per kernel, inside
 the notebook (about 1.3 MB, so saved plots render offline) unless
-``CARBON_JUPYTER_BOKEH_RESOURCES=cdn`` (see :func:`carbon_jupyter.embed.load_bokehjs`).
+``CARBON_JUPYTER_BOKEH_RESOURCES=cdn`` (see :func:`carbon_jupyter.show.embed.load_bokehjs`).
 An untrusted notebook (edited outside Jupyter) shows no plots until it is
 trusted. Nothing here raises into the user's cell: a failure is said once and
 the run is shown as text.
@@ -35,9 +35,12 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from carbon_jupyter import format as fmt
-from carbon_jupyter import frontend
-from carbon_jupyter.embed import (
+from carbon_jupyter.errors import ConfigError
+from carbon_jupyter.model import Run, Sample, method_quality
+from carbon_jupyter.notices import notice_once
+from carbon_jupyter.show import format as fmt
+from carbon_jupyter.show import frontend
+from carbon_jupyter.show.embed import (
     RESOURCE_MODES,
     bokeh_resources,
     embed_html,
@@ -47,9 +50,6 @@ from carbon_jupyter.embed import (
     require_ipython,
     resources_mode,
 )
-from carbon_jupyter.errors import ConfigError
-from carbon_jupyter.model import Run, Sample, method_quality
-from carbon_jupyter.notices import notice_once
 
 __all__ = [
     "RESOURCE_MODES",
@@ -215,7 +215,7 @@ def run_bundle(
     page that loads BokehJS from the CDN; otherwise the page must have
     BokehJS loaded (:func:`load_bokehjs`).
     """
-    from carbon_jupyter.plots import power_rows
+    from carbon_jupyter.show.plots import power_rows
 
     title = title or run.label or ""
     devices = [d.device for d in run.devices]
@@ -236,7 +236,7 @@ def run_bundle(
 
 def comparison_text(runs: Sequence[Run], *, by: str = "label") -> str:
     """The comparison as a plain-text table (terminals)."""
-    from carbon_jupyter.plots import comparison_rows
+    from carbon_jupyter.show.plots import comparison_rows
 
     lines = [f"{'group':<32} {'energy':>10} {'CO2e':>10} {'duration':>12}"]
     for r in comparison_rows(runs, by=by):
@@ -250,8 +250,8 @@ def comparison_text(runs: Sequence[Run], *, by: str = "label") -> str:
 def show_comparison(
     runs: Sequence[Run], *, by: str = "label", mode: str | None = None, resources: str | None = None
 ) -> Any:
-    """Show :func:`~carbon_jupyter.plots.comparison_figure` here and return the figure."""
-    from carbon_jupyter.plots import comparison_figure
+    """Show :func:`~carbon_jupyter.show.plots.comparison_figure` here and return the figure."""
+    from carbon_jupyter.show.plots import comparison_figure
 
     figure = comparison_figure(runs, by=by)
     how = _mode(mode)
@@ -270,9 +270,9 @@ def show_comparison(
 
 
 def __getattr__(name: str) -> Any:
-    """The live view lives in :mod:`carbon_jupyter.live` (imported on first use)."""
+    """The live view lives in :mod:`carbon_jupyter.show.live` (imported on first use)."""
     if name in ("LiveView", "close_finished_widgets"):
-        from carbon_jupyter import live
+        from carbon_jupyter.show import live
 
         return getattr(live, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

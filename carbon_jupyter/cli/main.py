@@ -50,8 +50,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from carbon_jupyter import __version__
-from carbon_jupyter import format as fmt
+from carbon_jupyter.cli import forward as forward_cli
+from carbon_jupyter.cli import server as server_cli
 from carbon_jupyter.errors import CarbonError
+from carbon_jupyter.show import format as fmt
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -120,7 +122,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         now = sensor.read()
         before = first[info.device_id]
         if now.counter_j is not None and before.counter_j is not None:
-            from carbon_jupyter.integrate import counter_delta_j
+            from carbon_jupyter.measure.integrate import counter_delta_j
 
             delta = counter_delta_j(before.counter_j, now.counter_j, now.counter_range_j)
             power_w: float | None = delta / args.seconds
@@ -191,9 +193,9 @@ def cmd_intensity(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    from carbon_jupyter.measure.tracker import Tracker
     from carbon_jupyter.sensors import discover
     from carbon_jupyter.store import open_sink
-    from carbon_jupyter.tracker import Tracker
 
     options: dict[str, Any] = {
         "interval": args.interval, "country": args.country, "region": args.region,
@@ -387,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command in (measure, runs, show, totals, export, imp, check, recover):
         command.add_argument("--db", default=None, help="the SQLite file (CARBON_JUPYTER_DB)")
+    forward_cli.register(sub)
+    server_cli.register(sub)
     return parser
 
 

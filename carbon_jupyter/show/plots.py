@@ -5,7 +5,7 @@
   legend names each device and how its figures were obtained; devices whose
   figures come from a model are drawn dashed and marked "estimate".
 * :func:`power_rows` - the same figure's data alone (what
-  :mod:`carbon_jupyter.embed` fills into a figure serialized once), and
+  :mod:`carbon_jupyter.show.embed` fills into a figure serialized once), and
   :func:`power_layout` the figure around a given source.
 * :class:`LivePlot` - the data of the same figure, fed while a run is live:
   :meth:`LivePlot.stream` appends only the new points, keeps a rolling window
@@ -262,7 +262,7 @@ class LivePlot:
     points were drawn at one stride the stride doubles, so the window covers
     the whole of runs up to hours long with bounded points. ``layout`` builds
     the Bokeh figure around ``source`` when first asked (a notebook's live
-    view instead fills a figure serialized once, see :mod:`carbon_jupyter.embed`).
+    view instead fills a figure serialized once, see :mod:`carbon_jupyter.show.embed`).
     """
 
     def __init__(

@@ -3,7 +3,7 @@
 A :class:`jupyter_bokeh.BokehModel` normally serializes a whole Bokeh layout
 when it is made (tens of milliseconds) and keeps every model of it in the
 kernel. :class:`LiveWidget` is handed the serialized state instead
-(:meth:`carbon_jupyter.embed.PowerTemplate.widget_state`) and keeps one model:
+(:meth:`carbon_jupyter.show.embed.PowerTemplate.widget_state`) and keeps one model:
 the data source, in a document of its own. Streaming to that source sends the
 same small patch messages to the page as ``BokehModel`` does.
 

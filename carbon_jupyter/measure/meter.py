@@ -4,7 +4,7 @@ The sampler hands every reading of a device to its :class:`DeviceMeter`,
 which turns the readings into energy and keeps what went wrong:
 
 * **Counters** (``Reading.counter_j``): each step is judged by
-  :func:`carbon_jupyter.integrate.counter_step` against the device's plausible
+  :func:`carbon_jupyter.measure.integrate.counter_step` against the device's plausible
   maximum power. Progress and wraps count as they are; an interval whose step
   no real draw can explain (a counter reset, a firmware glitch) is **bridged**:
   its energy is the interval's length times the mean of the power measured
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from carbon_jupyter.integrate import counter_step, trapezoid_j, wrap_period_s
+from carbon_jupyter.measure.integrate import counter_step, trapezoid_j, wrap_period_s
 from carbon_jupyter.model import DeviceEnergy, DeviceInfo
 from carbon_jupyter.sensors.base import Reading
 

@@ -8,7 +8,7 @@
 ``Tracker`` ties the parts together in the order of the data flow: it finds
 the sensors (:func:`carbon_jupyter.sensors.discover`), resolves the carbon
 intensity and PUE (:func:`carbon_jupyter.intensity.resolve`), runs a
-:class:`~carbon_jupyter.sampler.Sampler`, and hands the live samples and the
+:class:`~carbon_jupyter.measure.sampler.Sampler`, and hands the live samples and the
 final :class:`~carbon_jupyter.model.Run` to a sink (the shared SQLite store by
 default). If the store fails, measuring goes on: the failure is said once and
 the run is still returned from memory.
@@ -25,9 +25,10 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar, cast
 
 from carbon_jupyter import context
-from carbon_jupyter.device_health import missing as missing_devices
 from carbon_jupyter.errors import TrackingError
-from carbon_jupyter.integrate import co2_g
+from carbon_jupyter.measure.device_health import missing as missing_devices
+from carbon_jupyter.measure.integrate import co2_g
+from carbon_jupyter.measure.sampler import Sampler, check_interval
 from carbon_jupyter.model import (
     KINDS,
     DeviceEnergy,
@@ -38,7 +39,6 @@ from carbon_jupyter.model import (
     Status,
 )
 from carbon_jupyter.notices import notice_once
-from carbon_jupyter.sampler import Sampler, check_interval
 from carbon_jupyter.sensors.base import Sensor
 from carbon_jupyter.settings import Settings, check_attribution, check_items, check_phase
 from carbon_jupyter.sink import RunSink

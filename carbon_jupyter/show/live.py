@@ -1,6 +1,6 @@
 """The live view: a run's plot growing while it runs, then its static plot and summary.
 
-:class:`LiveView` follows a :class:`~carbon_jupyter.tracker.Tracker`. Its work
+:class:`LiveView` follows a :class:`~carbon_jupyter.measure.tracker.Tracker`. Its work
 is split so that none of it falls inside the run's measured window::
 
     view = LiveView(tracker, title="fine-tune").show(devices)  # before tracker.start()
@@ -12,11 +12,11 @@ is split so that none of it falls inside the run's measured window::
 ``show`` puts the empty plot in the page (``devices`` are those the tracker
 will measure; :func:`carbon_jupyter.sensors.discover` knows them before it
 starts), ``follow`` subscribes to the samples, and ``finish`` replaces the
-live output with :func:`carbon_jupyter.display.run_bundle`'s static plot and
+live output with :func:`carbon_jupyter.show.display.run_bundle`'s static plot and
 summary. :meth:`LiveView.start` does ``show`` and ``follow`` at once for a
 tracker already running. How the plot is shown depends on the frontend (see
-:mod:`carbon_jupyter.display`); showing one costs well under a millisecond
-once the process has made its first (:mod:`carbon_jupyter.embed`).
+:mod:`carbon_jupyter.show.display`); showing one costs well under a millisecond
+once the process has made its first (:mod:`carbon_jupyter.show.embed`).
 
 A live widget stays open after its run, because the page's messages to it,
 sent while the cell ran, reach the kernel only after the cell ends; the next
@@ -32,16 +32,23 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from carbon_jupyter import format as fmt
-from carbon_jupyter import frontend
-from carbon_jupyter.display import Bundle, _display, _show, _show_text, run_bundle, summary_bundle
-from carbon_jupyter.embed import load_bokehjs, power_template, require_ipython, resources_mode
 from carbon_jupyter.errors import ConfigError
 from carbon_jupyter.model import DeviceInfo, Run, Sample
 from carbon_jupyter.notices import notice_once
+from carbon_jupyter.show import format as fmt
+from carbon_jupyter.show import frontend
+from carbon_jupyter.show.display import (
+    Bundle,
+    _display,
+    _show,
+    _show_text,
+    run_bundle,
+    summary_bundle,
+)
+from carbon_jupyter.show.embed import load_bokehjs, power_template, require_ipython, resources_mode
 
 if TYPE_CHECKING:
-    from carbon_jupyter.tracker import Tracker
+    from carbon_jupyter.measure.tracker import Tracker
 
 #: Points per device kept while a run is live, where each update resends the plot.
 HTML_ROLLOVER = 300
@@ -51,9 +58,9 @@ _PLOTTED = (frontend.WIDGETS, frontend.HTML, frontend.COLAB)
 class LiveView:
     """Show ``tracker``'s run live in the notebook, then the final plot and summary.
 
-    ``mode`` is a :func:`~carbon_jupyter.frontend.detect` mode or alias
+    ``mode`` is a :func:`~carbon_jupyter.show.frontend.detect` mode or alias
     (default: detected), ``resources`` where BokehJS comes from (``inline`` or
-    ``cdn``, see :mod:`carbon_jupyter.embed`), ``min_update_s`` the least time
+    ``cdn``, see :mod:`carbon_jupyter.show.embed`), ``min_update_s`` the least time
     between two live updates. A bad ``mode`` or ``resources`` is said once
     and replaced by the default, never raised: the run is measured anyway.
     See the module docs for the order of calls; :meth:`close` drops a view
@@ -92,7 +99,7 @@ class LiveView:
         self._lock = threading.RLock()
         self._pending: list[Sample] = []
         self._last_push = -math.inf
-        #: The :class:`~carbon_jupyter.plots.LivePlot` being fed (None without a live plot).
+        #: The :class:`~carbon_jupyter.show.plots.LivePlot` being fed (None without a live plot).
         self.plot: Any = None
         self._devices: tuple[DeviceInfo, ...] | None = None
         self._template: Any = None
@@ -141,7 +148,7 @@ class LiveView:
         return self
 
     def _show_plot(self, devices: Sequence[DeviceInfo]) -> None:
-        from carbon_jupyter.plots import LIVE_ROLLOVER, LivePlot
+        from carbon_jupyter.show.plots import LIVE_ROLLOVER, LivePlot
 
         require_ipython()
         t = self.tracker
@@ -157,7 +164,7 @@ class LiveView:
         if self.mode in (frontend.WIDGETS, frontend.HTML):
             load_bokehjs(self.resources)
         if self.mode == frontend.WIDGETS:
-            from carbon_jupyter.livewidget import LiveWidget
+            from carbon_jupyter.show.livewidget import LiveWidget
 
             source = self.plot.source
             state = self._template.widget_state(source.id, source.data, self.title)
