@@ -15,6 +15,8 @@ Python API::
     cj.iter_runs(label="sweep-*")     # every matching run, streamed
     cj.samples(run_id)                # the power samples of one run
     cj.totals(by="day")               # energy and CO2 added up per label, notebook, phase, day
+    cj.log_metric("accuracy", 0.91)   # the user's own result, stored with the current run
+    cj.sweep("train.py", params={"batch": [32, 128]}, threads=[1, 2])  # compare configurations
 
 In a notebook: ``%load_ext carbon_jupyter`` then ``%%carbon`` on a cell.
 
@@ -29,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 from carbon_jupyter._version import __version__
 
 if TYPE_CHECKING:
+    from carbon_jupyter.measure.metrics import log_metric
     from carbon_jupyter.measure.tracker import Tracker, track
     from carbon_jupyter.model import DeviceEnergy, DeviceInfo, Intensity, Run, Sample
+    from carbon_jupyter.sweeps.api import sweep
 
 __all__ = [
     "DeviceEnergy",
@@ -42,8 +46,10 @@ __all__ = [
     "__version__",
     "iter_runs",
     "load_ipython_extension",
+    "log_metric",
     "runs",
     "samples",
+    "sweep",
     "totals",
     "track",
     "unload_ipython_extension",
@@ -57,6 +63,8 @@ _LAZY = {
     "DeviceInfo": "carbon_jupyter.model",
     "DeviceEnergy": "carbon_jupyter.model",
     "Intensity": "carbon_jupyter.model",
+    "log_metric": "carbon_jupyter.measure.metrics",
+    "sweep": "carbon_jupyter.sweeps.api",
 }
 
 

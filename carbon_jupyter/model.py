@@ -165,6 +165,8 @@ class Run:
     #: that dropped or was read late, a counter glitch, a device that could not be read,
     #: sampled rather than counted energy). Empty when nothing is known to be wrong.
     warnings: tuple[str, ...] = ()
+    #: The user's own results logged with the run (``log_metric("accuracy", 0.91)``).
+    metrics: dict[str, float] = field(default_factory=dict)
     samples: tuple[Sample, ...] = field(default=(), repr=False, compare=False)
 
     # -- derived figures -------------------------------------------------------------

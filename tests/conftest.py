@@ -13,6 +13,8 @@ from carbon_jupyter.measure import device_health
 from carbon_jupyter.sensors.process import reset_shared_tree
 from carbon_jupyter.store import pending
 
+pytest_plugins = ["tests.server_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _no_leaked_sampler_threads() -> Iterator[None]:

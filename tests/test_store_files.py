@@ -94,7 +94,14 @@ def test_an_older_schema_is_upgraded_keeping_every_row(tmp_path: Path) -> None:
         assert store.get_run(new.id) == new
     conn = sqlite3.connect(path)
     steps = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert steps == ["create_tables", "add_context_columns", "add_run_warnings", "add_run_totals"]
+    assert steps == [
+        "create_tables",
+        "add_context_columns",
+        "add_run_warnings",
+        "add_run_totals",
+        "add_outbox",
+        "add_run_metrics",
+    ]
     assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 30
     conn.close()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from carbon_jupyter.errors import ConfigError
-from carbon_jupyter.sweep.axes import Configuration, build_axes, typed_value
-from carbon_jupyter.sweep.compare import (
+from carbon_jupyter.sweeps.axes import Configuration, build_axes, typed_value
+from carbon_jupyter.sweeps.compare import (
     Outcome,
     answer,
     lower_is_better,

@@ -52,6 +52,7 @@ from typing import Any, NoReturn
 from carbon_jupyter import __version__
 from carbon_jupyter.cli import forward as forward_cli
 from carbon_jupyter.cli import server as server_cli
+from carbon_jupyter.cli import sweep as sweep_cli
 from carbon_jupyter.errors import CarbonError
 from carbon_jupyter.show import format as fmt
 
@@ -193,7 +194,7 @@ def cmd_intensity(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from carbon_jupyter.measure.tracker import Tracker
+    from carbon_jupyter.measure.tracker import Tracker, with_forwarding
     from carbon_jupyter.sensors import discover
     from carbon_jupyter.store import open_sink
 
@@ -206,7 +207,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     discover(gpus=args.gpus)
     sink = open_sink(args.db)
     sink.open()  # the store, created if need be; a path that cannot hold one is refused
-    tracker = Tracker(args.label, sink=sink, **options)
+    tracker = Tracker(args.label, sink=with_forwarding(sink), **options)
     tracker.start()
     try:
         time.sleep(args.seconds)
@@ -391,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--db", default=None, help="the SQLite file (CARBON_JUPYTER_DB)")
     forward_cli.register(sub)
     server_cli.register(sub)
+    sweep_cli.register(sub)
     return parser
 
 

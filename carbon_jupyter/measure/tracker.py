@@ -10,8 +10,9 @@ the sensors (:func:`carbon_jupyter.sensors.discover`), resolves the carbon
 intensity and PUE (:func:`carbon_jupyter.intensity.resolve`), runs a
 :class:`~carbon_jupyter.measure.sampler.Sampler`, and hands the live samples and the
 final :class:`~carbon_jupyter.model.Run` to a sink (the shared SQLite store by
-default). If the store fails, measuring goes on: the failure is said once and
-the run is still returned from memory.
+default, and a team server beside it when one is configured: see
+:mod:`carbon_jupyter.forward`). If the store fails, measuring goes on: the
+failure is said once and the run is still returned from memory.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, TypeVar, cast
 
 from carbon_jupyter import context
 from carbon_jupyter.errors import TrackingError
+from carbon_jupyter.measure import metrics
 from carbon_jupyter.measure.device_health import missing as missing_devices
 from carbon_jupyter.measure.integrate import co2_g
 from carbon_jupyter.measure.sampler import Sampler, check_interval
@@ -74,6 +76,7 @@ def build_run(
     host: str | None = None,
     error: str | None = None,
     warnings: Sequence[str] = (),
+    metrics: Mapping[str, float] | None = None,
     samples: Sequence[Sample] = (),
 ) -> Run:
     """Assemble a Run: sum the devices per component under ``attribution``, then CO2."""
@@ -106,22 +109,53 @@ def build_run(
         host=host,
         error=error,
         warnings=tuple(dict.fromkeys(warnings)),
+        metrics=dict(metrics or {}),
         samples=tuple(samples),
     )
 
 
-def _default_sink() -> RunSink | None:
+def _default_sink(settings: Settings) -> RunSink | None:
+    """The store's sink, and beside it the forwarding sink when a team server is configured."""
+    sink: RunSink | None
     try:
         from carbon_jupyter.store import open_sink
 
-        return open_sink()
+        sink = open_sink()
     except Exception as exc:
         notice_once(
             "store-open-failed",
             f"carbon-jupyter: runs are not being saved: {str(exc).rstrip('.')}. "
             "Measuring goes on; results stay in memory.",
         )
-        return None
+        sink = None
+    return with_forwarding(sink, settings)
+
+
+def with_forwarding(sink: RunSink | None, settings: Settings | None = None) -> RunSink | None:
+    """``sink`` (a store's) and a forwarding sink beside it, when a server is configured.
+
+    Forwarding never touches the store or the run: a failure to set it up is said
+    once and the run is stored as usual. Without a server, ``sink`` itself.
+    """
+    from carbon_jupyter.forward import config
+
+    if config.destination(settings) is None:
+        return sink
+    try:
+        from carbon_jupyter.forward import forwarding_sink
+        from carbon_jupyter.forward.sink import BothSinks
+
+        forward = forwarding_sink(getattr(sink, "path", None))
+    except Exception as exc:
+        notice_once(
+            "forward-failed",
+            f"carbon-jupyter: runs are not being forwarded to the team server ({exc}). "
+            "They are stored here as usual; `carbon-jupyter push` sends them later.",
+        )
+        return sink
+    if forward is None:
+        return sink
+    return forward if sink is None else BothSinks(sink, forward)
 
 
 class Tracker:
@@ -155,6 +189,7 @@ class Tracker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         settings = Settings.from_env()
+        self._settings = settings
         self.label = label
         self.phase = check_phase(phase)
         self.items = check_items(items)
@@ -177,6 +212,8 @@ class Tracker:
         self._missing_warnings: tuple[str, ...] = ()
         self.id = str(uuid.uuid4())
         self.started_at = ""
+        #: The user's own results for this run (:meth:`log_metric`).
+        self.metrics: dict[str, float] = {}
         # Fail early on bad settings, before any code runs.
         check_interval(self.interval_s)
         from carbon_jupyter.intensity import resolve
@@ -220,7 +257,9 @@ class Tracker:
         sampler = Sampler(self._discover(), interval_s=self.interval_s, clock=self._clock)
         if self._sensors is None:  # discovered: say which earlier-lost devices it lacks
             self._missing_warnings = tuple(missing_devices(d.device_id for d in sampler.devices))
-        self._sink = _default_sink() if self._sink_arg == "default" else self._sink_arg  # type: ignore[assignment]
+        self._sink = (
+            _default_sink(self._settings) if self._sink_arg == "default" else self._sink_arg  # type: ignore[assignment]
+        )
         self.started_at = utc_now_iso()
         self._sampler = sampler
         sampler.subscribe(self._collect)
@@ -228,6 +267,7 @@ class Tracker:
         # in a process (and the machine details it records) is not the user's code.
         self._to_sink("begin_run", self._snapshot("running"))
         sampler.start()
+        metrics.started(self)
         self._last_flush = self._clock()
         return self
 
@@ -244,8 +284,24 @@ class Tracker:
             self._to_sink("add_samples", self.id, pending)
         run = self._snapshot(status, error=error, final=True)
         self._run = run
+        metrics.stopped(self, run.id, self._store_path())
         self._to_sink("finish_run", run)
         return run
+
+    def log_metric(self, name: str, value: float) -> None:
+        """Keep ``value`` as this run's metric ``name`` (``accuracy``, ``loss``, ...).
+
+        Stored with the run when it stops; after that, use
+        :func:`carbon_jupyter.log_metric`, which updates the stored run.
+        """
+        name, number = metrics.check_metric(name, value)
+        with self._lock:
+            self.metrics[name] = number
+
+    def _store_path(self) -> str | None:
+        """The store file this run went to, where the sink says (else the default store)."""
+        path = getattr(self._sink, "path", None)
+        return str(path) if path is not None else None
 
     def subscribe(
         self, listener: Callable[[Sequence[Sample]], None], *, replay: bool = False
@@ -288,6 +344,7 @@ class Tracker:
             host=context.host(),
             error=error,
             warnings=(*self._machine_warnings, *self._missing_warnings, *result.warnings),
+            metrics=dict(self.metrics),
             samples=result.samples if final else (),
         )
 

@@ -5,14 +5,23 @@ Load with ``%load_ext carbon_jupyter`` (or list ``carbon_jupyter`` in
 
 ``%%carbon [label] [--phase train|inference|other] [--items N] [--interval S]
 [--country C] [--region provider:region] [--intensity G] [--pue X] [--gpus all|0,1]
-[--attribution device|process] [--tag key=value ...] [--no-plot] [--quiet]``
+[--attribution device|process] [--tag key=value ...] [--metric NAME[=VARIABLE] ...]
+[--no-plot] [--quiet]``
     Track one cell: a live plot of power and cumulative CO2 while it runs,
-    replaced by a static plot and a summary when it ends.
+    replaced by a static plot and a summary when it ends. ``--metric accuracy``
+    stores the value of the variable ``accuracy`` when the cell ends as the
+    run's metric (``--metric acc=val_accuracy`` names the variable).
 
 ``%carbon start [label] [options]`` / ``%carbon stop [-o]``
     Track a run that spans several cells. ``-o`` returns the Run.
 ``%carbon status``
-    What is being tracked now.
+    What is being tracked now, the run store, and forwarding to a team server:
+    the server, requests waiting, the last delivery and the last error.
+``%carbon server URL [--token T]`` / ``%carbon server off`` / ``%carbon server``
+    Forward this kernel's runs to a team server (``carbon-jupyter serve``) as
+    well as storing them here; stop forwarding; show where runs go. The token
+    defaults to ``CARBON_JUPYTER_TOKEN`` (better than typing it into a notebook
+    that may be shared).
 ``%carbon auto on|off``
     Track every cell, with a one-line summary under each.
 ``%carbon runs [--last N]``
@@ -23,6 +32,9 @@ Load with ``%load_ext carbon_jupyter`` (or list ``carbon_jupyter`` in
     The plot and summary of one stored run.
 ``%carbon config``
     The settings in force and where each came from.
+``%carbon sweep TARGET [-p NAME=V1,V2 ...] [--threads 1,2] [--gpus none,0] [--repeat N] ...``
+    Run a notebook, script or command over configurations, each in a fresh
+    process, and return the comparison (the options of ``carbon-jupyter sweep``).
 ``%carbon export PATH [--format codecarbon|csv|json] [--samples]``
     Stored runs in CodeCarbon's ``emissions.csv`` layout, this tool's CSV or
     its JSON; without ``--format`` a name ending in ``emissions.csv`` gets
@@ -47,7 +59,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from functools import lru_cache
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -56,79 +67,8 @@ from traitlets import Bool, Float, Unicode, default
 
 from carbon_jupyter import context
 from carbon_jupyter.errors import CarbonError
-from carbon_jupyter.settings import ATTRIBUTIONS, PHASES, Settings
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError (with the usage line) instead of exiting."""
-
-    def error(self, message: str) -> Any:
-        raise UsageError(f"{message}\n{self.format_usage().strip()}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> Any:
-        raise UsageError(message or self.format_usage().strip())
-
-
-def _tracking_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("label", nargs="?", default=None, help="a name for the run")
-    parser.add_argument("--phase", choices=PHASES, help="what the work is")
-    parser.add_argument(
-        "--items", type=int, help="samples or requests processed (per-item figures)"
-    )
-    parser.add_argument("--interval", type=float, help="sampling interval in seconds (0.05-60)")
-    parser.add_argument("--country", help="ISO code or name of where the power comes from")
-    parser.add_argument("--region", help="cloud region, e.g. aws:eu-west-1")
-    parser.add_argument("--intensity", type=float, help="carbon intensity in gCO2e/kWh")
-    parser.add_argument("--pue", help="data-centre PUE (1.0-3.0, or aws, gcp, azure, industry)")
-    parser.add_argument("--gpus", help="all, or GPU indices such as 0,1")
-    parser.add_argument("--attribution", choices=ATTRIBUTIONS, help="device totals or this process")
-    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--no-plot", action="store_true", help="no live plot, summary only")
-    parser.add_argument("--quiet", action="store_true", help="nothing shown; the run is stored")
-
-
-@lru_cache(maxsize=1)
-def _cell_parser() -> _Parser:
-    """The ``%%carbon`` options, built once (parsing leaves no state in the parser)."""
-    parser = _Parser(prog="%%carbon", add_help=False)
-    _tracking_options(parser)
-    return parser
-
-
-def _line_parser() -> _Parser:
-    parser = _Parser(prog="%carbon", add_help=False)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    start = sub.add_parser("start", add_help=False)
-    _tracking_options(start)
-    stop = sub.add_parser("stop", add_help=False)
-    stop.add_argument("-o", dest="output", action="store_true", help="return the Run")
-    sub.add_parser("status", add_help=False)
-    auto = sub.add_parser("auto", add_help=False)
-    auto.add_argument("state", choices=["on", "off"])
-    runs = sub.add_parser("runs", add_help=False)
-    runs.add_argument("--last", type=int, default=20)
-    compare = sub.add_parser("compare", add_help=False)
-    compare.add_argument("labels", nargs="*")
-    compare.add_argument("--last", type=int, default=20)
-    compare.add_argument("--by", choices=["label", "phase", "run"], default="label")
-    show = sub.add_parser("show", add_help=False)
-    show.add_argument("run_id")
-    sub.add_parser("config", add_help=False)
-    export = sub.add_parser("export", add_help=False)
-    export.add_argument("path")
-    export.add_argument("--format", choices=["codecarbon", "csv", "json"])
-    export.add_argument("--samples", action="store_true", help="include the power samples")
-    return parser
-
-
-def _tags(pairs: list[str]) -> dict[str, str]:
-    tags = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--tag {pair!r} is not KEY=VALUE, e.g. --tag model=resnet50")
-        tags[key] = value
-    return tags
+from carbon_jupyter.notebook import options
+from carbon_jupyter.settings import Settings
 
 
 @magics_class
@@ -159,6 +99,7 @@ class CarbonMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self._active: Any = None  # Tracker of %carbon start
         self._active_view: Any = None
+        self._active_metrics: list[tuple[str, str]] = []
         self._auto = False
         self._auto_tracker: Any = None
         self._hooked = False
@@ -313,7 +254,7 @@ class CarbonMagics(Magics):
         if cell is not None:
             return self._carbon_cell(line, cell)
         try:
-            args = _line_parser().parse_args(shlex.split(line))
+            args = options.line_parser().parse_args(shlex.split(line))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if args.command is None:
@@ -329,16 +270,17 @@ class CarbonMagics(Magics):
         from carbon_jupyter.notebook.cellrun import compile_cell
 
         try:
-            args = _cell_parser().parse_args(shlex.split(line))
+            args = options.cell_parser().parse_args(shlex.split(line))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         busy = self._busy()
         if busy:
             raise UsageError(f"%%carbon: {busy}")
         try:
-            tracker = self._tracker(args.label, {**vars(args), "tags": _tags(args.tag)})
+            tracker = self._tracker(args.label, {**vars(args), "tags": options.tags(args.tag)})
         except CarbonError as exc:
             raise UsageError(str(exc)) from None
+        metrics = options.metric_specs(args.metric)
         code = compile_cell(self.shell, cell)  # a cell that does not compile is not run
         view = self._view(tracker, args, args.label or "")
         # The measured window: from here to tracker.stop(), the cell's code only.
@@ -353,20 +295,35 @@ class CarbonMagics(Magics):
             status, error = "error", f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            self._log_metrics(tracker, metrics)
             run = tracker.stop(status, error=error)
             self.last_run = run
             if view is not None:
                 view.finish(run)
+
+    def _log_metrics(self, tracker: Any, metrics: list[tuple[str, str]]) -> None:
+        """``--metric NAME=VARIABLE``: the variables' values, as the run's metrics."""
+        for name, variable in metrics:
+            value = self.shell.user_ns.get(variable) if self.shell is not None else None
+            try:
+                tracker.log_metric(name, value)
+            except CarbonError:
+                print(
+                    f"carbon: --metric {name}: {variable} is {value!r} when the run ends, "
+                    "not a number; nothing logged",
+                    file=sys.stderr,
+                )
 
     # -- line commands ------------------------------------------------------------------
     def _cmd_start(self, args: argparse.Namespace) -> None:
         busy = self._busy()
         if busy:
             raise UsageError(f"%carbon start: {busy}")
-        tracker = self._tracker(args.label, {**vars(args), "tags": _tags(args.tag)})
+        tracker = self._tracker(args.label, {**vars(args), "tags": options.tags(args.tag)})
         view = self._view(tracker, args, args.label or "")
         self._start(tracker, view)
         self._active, self._active_view = tracker, view
+        self._active_metrics = options.metric_specs(args.metric)
         if args.quiet:
             return
         print(f"carbon: tracking {args.label or 'run ' + tracker.id[:8]}; %carbon stop to finish")
@@ -376,6 +333,7 @@ class CarbonMagics(Magics):
             raise UsageError("%carbon stop: nothing is being tracked; %carbon start first")
         tracker, self._active = self._active, None
         view, self._active_view = self._active_view, None
+        self._log_metrics(tracker, self._active_metrics)
         run = tracker.stop()
         self.last_run = run
         from carbon_jupyter.show import format as fmt
@@ -386,6 +344,12 @@ class CarbonMagics(Magics):
             print(fmt.summary(run))
         return run if args.output else None
 
+    def _cmd_sweep(self, args: argparse.Namespace) -> Any:
+        """``%carbon sweep TARGET -p NAME=V1,V2 ...``: the results object (its display compares)."""
+        from carbon_jupyter.cli.sweep import results_of
+
+        return results_of(args)
+
     def _cmd_status(self, args: argparse.Namespace) -> None:
         from carbon_jupyter.show import format as fmt
 
@@ -394,6 +358,18 @@ class CarbonMagics(Magics):
         else:
             print("carbon: no run is being tracked")
         print(f"carbon: per-cell tracking is {'on' if self._auto else 'off'}")
+        from carbon_jupyter.forward.status import report
+
+        for line in report().lines():
+            print(f"carbon: {line}")
+
+    def _cmd_server(self, args: argparse.Namespace) -> None:
+        from carbon_jupyter import forward
+
+        if args.url is None and args.token is not None:
+            raise UsageError("%carbon server --token T: give the server too: URL --token T")
+        for line in forward.server_command(args.url, args.token):
+            print(f"carbon: {line}")
 
     def _cmd_auto(self, args: argparse.Namespace) -> None:
         self._auto = args.state == "on"
@@ -497,6 +473,17 @@ def load(shell: Any) -> None:
         return
     magics = CarbonMagics(shell=shell)
     shell.register_magics(magics)
+    _deliver_waiting()
+
+
+def _deliver_waiting() -> None:
+    """With a team server configured, deliver what an earlier kernel left in the outbox."""
+    try:
+        from carbon_jupyter import forward
+
+        forward.start_sender()
+    except CarbonError as exc:  # a malformed CARBON_JUPYTER_SERVER: said, magics still load
+        print(f"carbon: runs are not forwarded: {exc}")
 
 
 def unload(shell: Any) -> None:

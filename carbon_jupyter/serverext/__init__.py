@@ -18,6 +18,8 @@ or login cookie, exactly like Jupyter's own API:
 ``GET /kernels/<kernel_id>/totals``        count, duration, energy and CO2 of the kernel's
                                            runs, and the carbon intensity in use
 ``GET /machine``                           the machine's power now, per device
+``GET /forwarding``                        forwarding to a team server: the server, requests
+                                           waiting, the last delivery and the last error
 =========================================  ================================================
 
 For example, with the token printed by ``jupyter lab``::

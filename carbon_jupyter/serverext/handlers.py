@@ -165,6 +165,14 @@ class MachineHandler(_Handler):
         self.reply(machine_json(reading))
 
 
+class ForwardingHandler(_Handler):
+    """``GET /forwarding``: the team server runs go to, what waits for it, the last error."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.reply(await self.read(reads.forwarding))
+
+
 def _tag_pair(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -184,4 +192,5 @@ ROUTES: list[tuple[str, type[_Handler]]] = [
     (f"/{API}/kernels/{_ID}/live/?", LiveHandler),
     (f"/{API}/kernels/{_ID}/totals/?", TotalsHandler),
     (f"/{API}/machine/?", MachineHandler),
+    (f"/{API}/forwarding/?", ForwardingHandler),
 ]

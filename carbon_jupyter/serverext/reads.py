@@ -143,3 +143,14 @@ def _default_intensity() -> dict[str, Any] | None:
         return intensity_json(resolve())
     except CarbonError:
         return None
+
+
+def forwarding(store: Store | NoStore) -> dict[str, Any]:
+    """Forwarding from the store file to team servers: the server configured for this
+    Jupyter server (``CARBON_JUPYTER_SERVER``, which its kernels inherit) and, per server
+    the file's outbox knows, the requests waiting and set aside, the last delivery and
+    the last error (see :mod:`carbon_jupyter.forward.status`).
+    """
+    from carbon_jupyter.forward.status import report
+
+    return report(store.path).to_json()

@@ -14,6 +14,7 @@
 * :func:`comparison_figure` - energy (Wh, stacked cpu/gpu/ram), CO2e (g) and
   duration (s) of several runs side by side, grouped by label, phase or per
   run; energy against duration; energy per item for runs with items.
+* :mod:`carbon_jupyter.show.plots_totals` - energy or CO2e per day, stacked by user or label.
 
 Data layout, for readers of the figures: the power figure has one
 ColumnDataSource named ``carbon-samples`` with columns ``t_s``, ``co2_g``,
@@ -325,6 +326,14 @@ class Group:
     runs: tuple[Run, ...]
 
 
+def _run_factor(runs: Sequence[Run], n: int) -> str:
+    """``label 0f1e2d3c``: the run's label and id start, longer where that would repeat."""
+    r = runs[n]
+    short = f"{r.label or '(no label)'} {r.id[:8]}"
+    clash = any(f"{o.label or '(no label)'} {o.id[:8]}" == short for o in runs[:n])
+    return f"{r.label or '(no label)'} {r.id} #{n + 1}" if clash else short
+
+
 def group_runs(runs: Sequence[Run], by: str = "label") -> list[Group]:
     """Group ``runs`` by ``label``, ``phase`` or ``run`` (one per run), in first-seen order."""
     if by not in GROUPINGS:
@@ -334,7 +343,7 @@ def group_runs(runs: Sequence[Run], by: str = "label") -> list[Group]:
             "no runs to compare: pass one or more runs, e.g. carbon_jupyter.runs(label='train')"
         )
     if by == "run":
-        return [Group(f"{r.label or '(no label)'} {r.id[:8]}", r.label or "", (r,)) for r in runs]
+        return [Group(_run_factor(runs, n), r.label or "", (r,)) for n, r in enumerate(runs)]
     keyed: dict[str, list[Run]] = {}
     for r in runs:
         key = (r.label if by == "label" else r.phase) or f"(no {by})"

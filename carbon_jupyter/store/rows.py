@@ -34,7 +34,7 @@ RUN_COLUMNS = (
     "attribution", "energy_j", "cpu_energy_j", "gpu_energy_j", "ram_energy_j", "co2_g",
     "intensity_g_per_kwh", "intensity_source", "intensity_year", "intensity_key",
     "intensity_chosen_by", "pue", "pue_source", "notebook", "cell", "kernel", "user", "host",
-    "error", "tags", "warnings",
+    "error", "tags", "warnings", "metrics",
 )  # fmt: skip
 #: Further run columns: context filled by the store, and the writer for lost-run detection.
 EXTRA_COLUMNS = (
@@ -44,7 +44,7 @@ EXTRA_COLUMNS = (
 ALL_RUN_COLUMNS = RUN_COLUMNS + EXTRA_COLUMNS
 #: Run columns an export carries (the writer's pid is local knowledge and stays behind).
 EXPORT_COLUMNS = (*RUN_COLUMNS, "execution_count", "hardware", "versions", "origin", "updated_at")
-JSON_COLUMNS = frozenset({"tags", "hardware", "versions", "warnings"})
+JSON_COLUMNS = frozenset({"tags", "hardware", "versions", "warnings", "metrics"})
 
 DEVICE_COLUMNS = (
     "run_id", "device_id", "position", "kind", "name", "method", "uuid", "power_limit_w",
@@ -196,6 +196,7 @@ def run_row(run: Run, *, origin: str = "carbon-jupyter") -> dict[str, Any]:
         "error": run.error,
         "tags": _json(dict(run.tags)),
         "warnings": _json(list(run.warnings)),
+        "metrics": _json(dict(run.metrics)) if run.metrics else None,
         "execution_count": _int_or_none(run.tags.get("execution_count")),
         "origin": origin,
         "updated_at": now_iso(),
@@ -280,6 +281,12 @@ def _json_list(text: str | None) -> tuple[str, ...]:
     return tuple(str(w) for w in json.loads(text)) if text and text != "[]" else ()
 
 
+def _json_metrics(text: str | None) -> dict[str, float]:
+    if not text or text == "{}":
+        return {}
+    return {str(k): float(v) for k, v in json.loads(text).items()}
+
+
 def run_from_row(
     row: Sequence[Any], devices: Sequence[DeviceEnergy], samples: Sequence[Sample] = ()
 ) -> Run:
@@ -287,7 +294,7 @@ def run_from_row(
     (run_id, label, phase, items, status, started_at, ended_at, duration_s, attribution,
      energy_j, cpu_energy_j, gpu_energy_j, ram_energy_j, co2, intensity_g_per_kwh,
      intensity_source, intensity_year, intensity_key, intensity_chosen_by, pue, pue_source,
-     notebook, cell, kernel, user, host, error, tags, warnings) = row  # fmt: skip
+     notebook, cell, kernel, user, host, error, tags, warnings, metrics) = row  # fmt: skip
     intensity = _intensity(intensity_g_per_kwh, intensity_source, intensity_year, pue,
                            pue_source, intensity_chosen_by, intensity_key)  # fmt: skip
     return Run(
@@ -315,6 +322,7 @@ def run_from_row(
         host=host,
         error=error,
         warnings=_json_list(warnings),
+        metrics=_json_metrics(metrics),
         samples=tuple(samples),
     )
 

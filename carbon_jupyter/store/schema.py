@@ -18,7 +18,8 @@ Tables
     UTC ISO-8601, ``duration_s``), how it ended (``status``: running, ok, error,
     interrupted, lost), what it drew (``energy_j`` and per component, ``co2_g``),
     the carbon factor and PUE used and where they came from, the run's
-    ``warnings`` (JSON list of one-line findings), the hardware and
+    ``warnings`` (JSON list of one-line findings), the user's ``metrics``
+    (JSON object, name to number, from ``log_metric``), the hardware and
     package versions (JSON), the tags (JSON), and the writing process (``pid``)
     so that a run left ``running`` by a dead process can be marked ``lost``.
 ``devices``
@@ -41,6 +42,19 @@ Tables
     create the triggers again; ``INSERT OR REPLACE`` into ``runs`` bypasses the
     delete trigger (SQLite fires it only with ``recursive_triggers`` on), so
     rows are changed with ``UPDATE`` or ``ON CONFLICT ... DO UPDATE``.
+``outbox``
+    Requests on their way to a team server (:mod:`carbon_jupyter.forward`), in
+    the order they are to be sent (``id``): the ``server`` (base URL) and
+    ``token_id`` (a fingerprint of the token they are to be sent with, never the
+    token), ``method``, ``path``, the JSON ``body``, the ``run_id``, when the
+    row was written, how many tries failed and the last error. A row the
+    server refused for good (a 4xx other than 429) is set aside
+    (``rejected_at``): kept and shown, not sent again on its own.
+``forward_state``
+    Per server and token: the last delivery (``last_ok_at``), the last error and
+    when, how many requests and samples were delivered, and the lease of the one
+    process that sends this file's outbox there (``holder_pid``, ``holder_host``,
+    ``holder_started``, ``lease_until`` in seconds since the epoch).
 """
 
 from __future__ import annotations
@@ -159,6 +173,13 @@ def add_context_columns(db: Any) -> None:
             db.execute(statement)
 
 
+def add_run_metrics(db: Any) -> None:
+    """Step 6: ``runs.metrics``, the JSON object of the user's own results (``log_metric``)."""
+    runs = db.table("runs")
+    if "metrics" not in runs.columns_dict:
+        runs.add_column("metrics", str)
+
+
 def add_run_warnings(db: Any) -> None:
     """Step 3: ``runs.warnings``, the JSON list of what may make a run's figures wrong."""
     runs = db.table("runs")
@@ -269,8 +290,56 @@ def add_run_totals(db: Any) -> None:
         )
 
 
+_V5_SQL = """
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    server TEXT NOT NULL,
+    token_id TEXT NOT NULL DEFAULT '',
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    body TEXT NOT NULL,
+    run_id TEXT,
+    samples INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    rejected_at TEXT
+);
+CREATE INDEX outbox_waiting ON outbox (server, token_id, rejected_at, id);
+CREATE TABLE forward_state (
+    server TEXT NOT NULL,
+    token_id TEXT NOT NULL DEFAULT '',
+    last_ok_at TEXT,
+    last_error TEXT,
+    last_error_at TEXT,
+    sent INTEGER NOT NULL DEFAULT 0,
+    sent_samples INTEGER NOT NULL DEFAULT 0,
+    holder_pid INTEGER,
+    holder_host TEXT,
+    holder_started REAL,
+    lease_until REAL,
+    updated_at TEXT,
+    PRIMARY KEY (server, token_id)
+)
+"""
+
+
+def add_outbox(db: Any) -> None:
+    """Step 5: ``outbox`` and ``forward_state``, for forwarding runs to a team server."""
+    for statement in _V5_SQL.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 #: Every step, oldest first. Append new steps; never edit or reorder applied ones.
-STEPS = (create_tables, add_context_columns, add_run_warnings, add_run_totals)
+STEPS = (
+    create_tables,
+    add_context_columns,
+    add_run_warnings,
+    add_run_totals,
+    add_outbox,
+    add_run_metrics,
+)
 STEP_NAMES = tuple(step.__name__ for step in STEPS)
 
 #: ``_sqlite_migrations`` exactly as sqlite-utils 4 creates it.

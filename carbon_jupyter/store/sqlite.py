@@ -30,6 +30,7 @@ reader opens it read-only (:attr:`Store.read_only`) and reads it as it is.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sqlite3
@@ -191,16 +192,8 @@ class Store(StoreReads):
     @contextlib.contextmanager
     def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds the lock from its start, with errors translated."""
-        with self._guard(doing):
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._guard(doing), immediate(self._conn()) as conn:
+            yield conn
 
     @contextlib.contextmanager
     def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
@@ -329,6 +322,20 @@ class Store(StoreReads):
                 if missing:
                     self._append_samples(conn, run.id, missing)
 
+    def set_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        """Add ``metrics`` to a stored run's (a name logged again takes the new value)."""
+        from carbon_jupyter.store.query import RunNotFoundError
+
+        with self._write(f"logging metrics of run {run_id[:8]} in") as conn:
+            found = conn.execute("SELECT metrics FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if found is None:
+                raise RunNotFoundError(f"no run {run_id} in {self.path}; nothing was logged")
+            merged = {**(json.loads(found[0]) if found[0] else {}), **metrics}
+            conn.execute(
+                "UPDATE runs SET metrics = ? WHERE id = ?",
+                (json.dumps(merged, sort_keys=True), run_id),
+            )
+
     # -- export and import ----------------------------------------------------------------
     def export_csv(
         self,
@@ -411,6 +418,19 @@ class Store(StoreReads):
         except StoreError as exc:
             if not cannot_write(exc):
                 raise
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction holding the file's write lock from its start (``BEGIN IMMEDIATE``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def readonly_uri(path: Path) -> str:

@@ -57,6 +57,27 @@ export interface IMachine {
   devices: { device_id: string; name: string; power_w: number | null }[];
 }
 
+/** One team server the store's outbox knows (carbon_jupyter.forward.status). */
+export interface IServerState {
+  server: string;
+  waiting: number;
+  waiting_samples: number;
+  rejected: number;
+  last_ok_at: string | null;
+  last_error: string | null;
+  last_error_at: string | null;
+  sent: number;
+  sender_pid: number | null;
+}
+
+/** Forwarding to a team server: the one configured, and each one the outbox knows. */
+export interface IForwarding {
+  store: string;
+  server: string | null;
+  servers: IServerState[];
+  problem: string | null;
+}
+
 /** GET <base>/carbon-jupyter/api/<path>?<params>, with the page's token. */
 export async function requestAPI<T>(
   path: string,

@@ -73,3 +73,32 @@ export function runTitle(run: { error: string | null; warnings?: string[] }): st
     .filter(line => line)
     .join('\n');
 }
+
+/** `12 s ago`, `5 min ago`, `3 h ago`, `2 days ago` for an ISO time; a dash when missing. */
+export function ago(iso: string | null | undefined, now: number = Date.now()): string {
+  if (!iso) {
+    return '–';
+  }
+  const seconds = Math.max(0, (now - Date.parse(iso)) / 1000);
+  if (Number.isNaN(seconds)) {
+    return iso;
+  }
+  if (seconds < 120) {
+    return `${Math.round(seconds)} s ago`;
+  }
+  if (seconds < 7200) {
+    return `${Math.round(seconds / 60)} min ago`;
+  }
+  if (seconds < 172800) {
+    return `${Math.round(seconds / 3600)} h ago`;
+  }
+  return `${Math.round(seconds / 86400)} days ago`;
+}
+
+/** The state shown for forwarding: the configured server's, else the most recent one's. */
+export function forwardingShown<T extends { server: string }>(
+  configured: string | null,
+  servers: T[]
+): T | null {
+  return servers.find(s => s.server === configured) ?? (configured ? null : (servers[0] ?? null));
+}

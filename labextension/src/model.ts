@@ -8,10 +8,12 @@ import { NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel } from '@jupyterlab/services';
 import { Poll } from '@lumino/polling';
 import { Signal } from '@lumino/signaling';
-import { IMachine, IRun, ISample, ITotals, ILive, requestAPI } from './api';
+import { IForwarding, IMachine, IRun, ISample, ITotals, ILive, requestAPI } from './api';
 import { ITracking, queryTracking, setTracking } from './kernel';
 
 const MAX_SAMPLES = 1200;
+/** How often the panel asks how forwarding to a team server stands, in ms. */
+const FORWARDING_EVERY_MS = 5000;
 
 export class CarbonModel {
   readonly changed = new Signal<CarbonModel, void>(this);
@@ -24,6 +26,7 @@ export class CarbonModel {
   totals: ITotals | null = null;
   runs: IRun[] = [];
   machine: IMachine | null = null;
+  forwarding: IForwarding | null = null;
   tracking: ITracking | null = null;
   trackingBusy = false;
   /** The state asked for with the switch, until the kernel confirms it. */
@@ -31,6 +34,7 @@ export class CarbonModel {
   error: string | null = null;
   private _cursor = 0;
   private _runsKey = '';
+  private _forwardingAt = 0;
   private _poll: Poll;
 
   constructor() {
@@ -128,11 +132,13 @@ export class CarbonModel {
     const kernelId = this.kernel?.id;
     this._askTracking();
     try {
-      const [machine] = await Promise.all([
+      const [machine, forwarding] = await Promise.all([
         this.panelVisible ? requestAPI<IMachine>('machine') : this.machine,
+        this._forwardingDue() ? requestAPI<IForwarding>('forwarding') : this.forwarding,
         kernelId ? this._refreshKernel(kernelId) : null
       ]);
       this.machine = machine;
+      this.forwarding = forwarding;
       this.error = null;
     } catch (reason) {
       this.error = reason instanceof Error ? reason.message : String(reason);
@@ -140,6 +146,16 @@ export class CarbonModel {
     } finally {
       this.changed.emit();
     }
+  }
+
+  /** Forwarding is asked for while the panel shows, every few seconds. */
+  private _forwardingDue(): boolean {
+    const now = Date.now();
+    if (!this.panelVisible || now - this._forwardingAt < FORWARDING_EVERY_MS) {
+      return false;
+    }
+    this._forwardingAt = now;
+    return true;
   }
 
   private async _refreshKernel(kernelId: string): Promise<void> {

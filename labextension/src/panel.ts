@@ -4,12 +4,23 @@
  * Stable hooks for tests and assistive technology: the panel's id is
  * `carbon-jupyter-panel`; the labelled parts are "Track every cell" (a
  * switch), "Kernel power", "Power by device", "Session energy",
- * "Session CO2", "Carbon intensity", "Latest runs" (a table) and
- * "Machine power".
+ * "Session CO2", "Carbon intensity", "Latest runs" (a table),
+ * "Machine power", and for forwarding to a team server "Team server",
+ * "Requests waiting", "Last delivery" and "Last forwarding error".
  */
 import { Widget } from '@lumino/widgets';
 import { IRun } from './api';
-import { duration, grams, runName, runTitle, statusMark, watts, wattHours } from './format';
+import {
+  ago,
+  duration,
+  forwardingShown,
+  grams,
+  runName,
+  runTitle,
+  statusMark,
+  watts,
+  wattHours
+} from './format';
 import { CarbonModel } from './model';
 import { drawSparkline } from './sparkline';
 
@@ -48,6 +59,13 @@ export class CarbonPanel extends Widget {
   private _runs = el('tbody');
   private _machine = value('Machine power');
   private _machineNote = el('div', { class: 'cj-note' });
+  private _server = value('Team server');
+  private _waiting = value('Requests waiting');
+  private _delivered = value('Last delivery');
+  private _forwardError = el('div', {
+    class: 'cj-note cj-forward-error',
+    'aria-label': 'Last forwarding error'
+  });
   private _error = el('div', { class: 'cj-error', role: 'alert' });
 
   constructor(private _model: CarbonModel) {
@@ -92,6 +110,11 @@ export class CarbonPanel extends Widget {
       head('Machine power'),
       row('Now', this._machine),
       this._machineNote,
+      head('Team server'),
+      row('Server', this._server),
+      row('Waiting', this._waiting),
+      row('Last delivery', this._delivered),
+      this._forwardError,
       this._error
     );
     _model.changed.connect(this._render, this);
@@ -171,6 +194,25 @@ export class CarbonPanel extends Widget {
       ? machine.devices.map(d => `${d.name}: ${watts(d.power_w)}`).join(' · ') +
         (machine.estimated ? ' (includes estimates)' : '')
       : '';
+    this._renderForwarding();
     this._error.textContent = m.error ?? '';
+  }
+
+  private _renderForwarding(): void {
+    const f = this._model.forwarding;
+    const shown = f ? forwardingShown(f.server, f.servers) : null;
+    this._server.textContent = f?.server ?? shown?.server ?? (f ? 'none configured' : '–');
+    this._server.title = f?.server
+      ? 'Runs are stored here and forwarded to this server.'
+      : 'Set CARBON_JUPYTER_SERVER, or %carbon server URL in a notebook.';
+    const waiting = shown ? shown.waiting : 0;
+    this._waiting.textContent = f
+      ? `${waiting}` + (shown?.rejected ? ` (${shown.rejected} refused)` : '')
+      : '–';
+    this._delivered.textContent = shown?.last_ok_at ? ago(shown.last_ok_at) : f ? 'none yet' : '–';
+    const error = shown?.last_error;
+    this._forwardError.textContent = error
+      ? `Last error (${ago(shown?.last_error_at)}): ${error}`
+      : (f?.problem ?? '');
   }
 }

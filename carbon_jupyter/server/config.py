@@ -1,0 +1,94 @@
+"""The team server's settings, and how ``carbon-jupyter serve`` hands them to its workers.
+
+Standard library only: the command line reads these limits when it builds its parser.
+
+Each uvicorn worker builds its app from the environment
+(:meth:`ServerSettings.from_env`), so ``serve`` puts the settings there
+(:meth:`ServerSettings.to_env`) before it starts them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from carbon_jupyter.errors import ConfigError
+
+#: The database (a path, ``sqlite:///PATH`` or ``postgresql://...``).
+DB_ENV = "CARBON_JUPYTER_SERVER_DB"
+#: The largest request body, in bytes.
+MAX_BODY_ENV = "CARBON_JUPYTER_SERVER_MAX_BODY"
+#: The most samples in one batch.
+MAX_BATCH_ENV = "CARBON_JUPYTER_SERVER_MAX_BATCH"
+DEFAULT_MAX_BODY_B = 4 * 1024 * 1024
+#: The most samples one batch may hold unless ``--max-batch`` says otherwise.
+DEFAULT_MAX_BATCH = 1000
+#: The bounds of ``--max-body`` (1 KiB to 1 GiB) and ``--max-batch``.
+MAX_BODY_RANGE_B = (1024, 1024**3)
+MAX_BATCH_RANGE = (1, 10 * DEFAULT_MAX_BATCH)
+
+
+def default_db() -> str:
+    """``$CARBON_JUPYTER_SERVER_DB``, else ``server.db`` beside the local store's default file."""
+    override = os.environ.get(DB_ENV, "").strip()
+    if override:
+        return override
+    from jupyter_core.paths import jupyter_data_dir
+
+    return str(Path(jupyter_data_dir()) / "carbon_jupyter" / "server.db")
+
+
+def check_max_body(value: int) -> int:
+    low, high = MAX_BODY_RANGE_B
+    if not low <= value <= high:
+        raise ConfigError(f"--max-body {value} is out of range: give bytes from {low} to {high}")
+    return value
+
+
+def check_max_batch(value: int) -> int:
+    low, high = MAX_BATCH_RANGE
+    if not low <= value <= high:
+        raise ConfigError(f"--max-batch {value} is out of range: give {low} to {high} samples")
+    return value
+
+
+def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a whole number") from None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What one server process needs: its database and its request limits."""
+
+    db: str
+    max_body_b: int = DEFAULT_MAX_BODY_B
+    max_batch: int = DEFAULT_MAX_BATCH
+
+    def __post_init__(self) -> None:
+        check_max_body(self.max_body_b)
+        check_max_batch(self.max_batch)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
+        env = os.environ if environ is None else environ
+        return cls(
+            db=env.get(DB_ENV, "").strip() or default_db(),
+            max_body_b=_int_env(env, MAX_BODY_ENV, DEFAULT_MAX_BODY_B),
+            max_batch=_int_env(env, MAX_BATCH_ENV, DEFAULT_MAX_BATCH),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables :meth:`from_env` reads these settings back from."""
+        return {
+            DB_ENV: self.db,
+            MAX_BODY_ENV: str(self.max_body_b),
+            MAX_BATCH_ENV: str(self.max_batch),
+        }

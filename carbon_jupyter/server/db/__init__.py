@@ -1,0 +1,1 @@
+"""The team server's database: ``schema`` (tables), ``engine`` (open, migrate), ``accounts``."""
