@@ -104,6 +104,21 @@ def test_a_run_start_samples_and_end_each_stored_once_however_often_sent(
     assert [r["id"] for r in listed].count(run_id) == 1
 
 
+def test_a_run_ends_with_the_metrics_its_user_logged(client: httpx.Client) -> None:
+    from dataclasses import replace
+
+    run_id = str(uuid.uuid4())
+    assert client.put(f"/api/v1/runs/{run_id}", json=run_body(make_run(run_id, status="running")))
+    final = replace(make_run(run_id, status="ok"), metrics={"accuracy": 0.912, "loss": 0.3})
+    assert client.put(f"/api/v1/runs/{run_id}", json=run_body(final)).status_code == 200
+    stored = client.get(f"/api/v1/runs/{run_id}").json()
+    assert stored["metrics"] == {"accuracy": 0.912, "loss": 0.3}
+    listed = client.get("/api/v1/runs", params={"label": final.label}).json()["runs"]
+    assert any(r["id"] == run_id and r["metrics"]["accuracy"] == 0.912 for r in listed)
+    page = client.get(f"/runs/{run_id}").text  # the dashboard's run page lists them
+    assert "metric accuracy</dt><dd>0.912</dd>" in page
+
+
 def test_a_live_run_shows_its_energy_so_far_from_its_samples(client: httpx.Client) -> None:
     run_id = str(uuid.uuid4())
     client.put(f"/api/v1/runs/{run_id}", json=run_body(make_run(run_id, status="running")))
@@ -161,6 +176,8 @@ BAD_RUNS = [
     (("id",), "another-id", "id"),
     (("surprise",), 1, "surprise"),
     (("duration_s",), _DELETE, "duration_s"),
+    (("metrics",), {"accuracy": "high"}, "accuracy"),
+    (("metrics",), {"accuracy": math.inf}, "accuracy"),
 ]
 
 

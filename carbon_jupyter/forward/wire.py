@@ -91,6 +91,7 @@ def run_body(
         "host": run.host,
         "error": run.error,
         "warnings": list(run.warnings),
+        "metrics": dict(run.metrics),
         "hardware": hardware or {},
         "versions": versions or {},
     }

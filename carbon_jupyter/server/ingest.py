@@ -82,6 +82,7 @@ def run_row(body: RunBody, who: Principal, now: str) -> dict[str, Any]:
         "error": body.error,
         "tags": _json(body.tags),
         "warnings": _json(body.warnings),
+        "metrics": _json(body.metrics),
         "hardware": _json(body.hardware),
         "versions": _json(body.versions),
         "received_at": now,

@@ -39,7 +39,7 @@ SUMS = SUM_COLUMNS
 #: The most distinct values :func:`facets` lists per dimension.
 MAX_FACET_VALUES = 500
 #: Run columns kept as JSON text, decoded on the way out.
-_JSON_OBJECTS = ("tags", "hardware", "versions")
+_JSON_OBJECTS = ("tags", "hardware", "versions", "metrics")
 SCOPES = ("read", "ingest", "admin")
 J_PER_KWH = 3.6e6
 

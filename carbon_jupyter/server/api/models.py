@@ -31,6 +31,8 @@ MAX_DEVICES = 256
 #: How many tags, and warnings, one run may carry.
 MAX_TAGS = 200
 MAX_WARNINGS = 200
+#: How many metrics (``log_metric``) one run may carry.
+MAX_METRICS = 200
 #: The largest ``hardware`` or ``versions`` object, as JSON text, in characters.
 MAX_JSON_CHARS = 65_536
 #: What a run id may look like: the client's UUIDs, and ids from imports.
@@ -81,6 +83,8 @@ IsoTime = Annotated[
 Energy = Annotated[float, Field(ge=0, le=MAX_FIGURE, allow_inf_nan=False)]
 Power = Annotated[float, Field(ge=0, le=MAX_POWER_W, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_DURATION_S, allow_inf_nan=False)]
+#: A user's metric: any finite number.
+Metric = Annotated[float, Field(allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, max_length=64)]
 Status = Literal["running", "ok", "error", "interrupted", "lost"]
@@ -165,6 +169,7 @@ class RunBody(_Strict):
     host: Str255 | None = None
     error: Str10000 | None = None
     warnings: Annotated[list[Str2000], Field(max_length=MAX_WARNINGS)] = []
+    metrics: Annotated[dict[Str200, Metric], Field(max_length=MAX_METRICS)] = {}
     hardware: JsonObject = {}
     versions: JsonObject = {}
 

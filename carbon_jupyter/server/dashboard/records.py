@@ -102,6 +102,7 @@ def run_record(row: Mapping[str, Any], samples: Sequence[Sample] = ()) -> Run:
         host=row.get("host"),
         error=row.get("error"),
         warnings=tuple(str(w) for w in row.get("warnings") or ()),
+        metrics={str(k): float(v) for k, v in (row.get("metrics") or {}).items()},
         samples=tuple(samples),
     )
 

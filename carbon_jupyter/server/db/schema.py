@@ -116,6 +116,7 @@ runs = Table(
     Column("error", Text),
     Column("tags", Text),
     Column("warnings", Text),
+    Column("metrics", Text),
     Column("hardware", Text),
     Column("versions", Text),
     Column("received_at", String(40), nullable=False),
