@@ -291,7 +291,7 @@ def samples_body(first_seq: int, count: int, device_id: str = "cpu:0") -> dict[s
     return wire.samples_body(first_seq, samples)
 
 
-TABLES = ("users", "projects", "tokens", "runs", "devices", "samples")
+TABLES = ("users", "projects", "tokens", "runs", "devices", "samples", "sweeps")
 
 
 @functools.lru_cache(maxsize=16)

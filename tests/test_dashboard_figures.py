@@ -7,9 +7,9 @@ import itertools
 import pytest
 
 from carbon_jupyter.errors import ConfigError
+from carbon_jupyter.forward.records import complete_ticks
 from carbon_jupyter.server.dashboard.figures import totals_html
 from carbon_jupyter.server.dashboard.params import BadParameter, compare_view, runs_view
-from carbon_jupyter.server.dashboard.records import complete_ticks
 from carbon_jupyter.show.plots_totals import OTHER, DayTotal, totals_data, totals_figure
 
 

@@ -9,6 +9,7 @@ is stored from any refused request.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ from tests.server_fixtures import (
 pytestmark = pytest.mark.slow
 
 RUN = "vision-run-1"
+#: The id of the sweep alice submitted (set by the ``team`` fixture), for ``{sweep}`` in paths.
+SWEEP: dict[str, str] = {}
+SWEEP_BODY = {
+    "target": {"kind": "script", "name": "t.py", "content": "print('hello')"},
+    "params": ["n=1"],
+}
 
 
 @dataclass
@@ -63,6 +70,13 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         assert c.post(
             f"/api/v1/runs/{RUN}/samples", json=samples_body(1, 5), headers=alice
         ).is_success
+        submitted = c.post("/api/v1/sweeps", json=SWEEP_BODY, headers=alice)
+        assert submitted.status_code == 201, submitted.text
+        SWEEP["id"] = submitted.json()["id"]
+        deadline = time.monotonic() + 60
+        while c.get(f"/api/v1/sweeps/{SWEEP['id']}", headers=alice).json()["status"] != "done":
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.2)
         yield Team(server=server, **tokens)
 
 
@@ -74,7 +88,8 @@ class Route:
     body: Any = None
 
     def call(self, client: httpx.Client, headers: dict[str, str]) -> httpx.Response:
-        return client.request(self.method, self.path, json=self.body, headers=headers)
+        path = self.path.replace("{sweep}", SWEEP.get("id", "none"))
+        return client.request(self.method, path, json=self.body, headers=headers)
 
 
 def _new_run_body() -> dict[str, Any]:
@@ -92,6 +107,11 @@ ROUTES = [
     Route("GET", "/api/v1/live", "read"),
     Route("GET", "/api/v1/facets", "read"),
     Route("GET", "/api/v1/me", "read"),
+    Route("POST", "/api/v1/sweeps", "ingest", SWEEP_BODY),
+    Route("GET", "/api/v1/sweeps", "read"),
+    Route("GET", "/api/v1/sweeps/{sweep}", "read"),
+    Route("POST", "/api/v1/sweeps/{sweep}/cancel", "ingest"),
+    Route("POST", "/api/v1/sweeps/{sweep}/resume", "ingest"),
     Route("GET", "/api/v1/tokens", "admin"),
     Route("POST", "/api/v1/tokens", "admin", {"user": "eve", "project": "vision"}),
     Route("DELETE", "/api/v1/tokens/2", "admin"),
@@ -121,6 +141,11 @@ def test_the_matrix_covers_every_route_in_the_openapi_description(team: Team) ->
         ("GET", "/api/v1/live"),
         ("GET", "/api/v1/facets"),
         ("GET", "/api/v1/me"),
+        ("POST", "/api/v1/sweeps"),
+        ("GET", "/api/v1/sweeps"),
+        ("GET", "/api/v1/sweeps/{sweep_id}"),
+        ("POST", "/api/v1/sweeps/{sweep_id}/cancel"),
+        ("POST", "/api/v1/sweeps/{sweep_id}/resume"),
         ("GET", "/api/v1/tokens"),
         ("POST", "/api/v1/tokens"),
         ("DELETE", "/api/v1/tokens/{token_id}"),
@@ -182,6 +207,8 @@ def test_another_projects_token_cannot_touch_a_run(team: Team) -> None:
     )
     _refused(team, Route("GET", f"/api/v1/runs/{RUN}", "read"), carol, 404)
     _refused(team, Route("GET", f"/api/v1/runs/{RUN}/samples", "read"), carol, 404)
+    for method, path in (("GET", ""), ("POST", "/cancel"), ("POST", "/resume")):
+        _refused(team, Route(method, "/api/v1/sweeps/{sweep}" + path, "read"), carol, 404)
 
     with httpx.Client(base_url=team.server.url, headers=carol) as c:
         assert RUN not in [r["id"] for r in c.get("/api/v1/runs").json()["runs"]]

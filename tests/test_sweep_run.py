@@ -213,6 +213,19 @@ def test_bad_sweep_input_is_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
     assert err.count("\n") == 1
 
 
+def test_a_command_that_cannot_start_is_an_error_run_and_the_sweep_goes_on(
+    tmp_path: Path,
+) -> None:
+    results = cj.sweep(
+        ["no-such-program-carbon"], params={"n": [1, 2]}, progress=False,
+        output_dir=str(tmp_path),
+    )  # fmt: skip
+    assert [r.status for r in results.runs] == ["error", "error"]
+    assert "cannot start no-such-program-carbon" in (results.runs[0].error or "")
+    stored = open_store().iter_runs(tag={"sweep": results.sweep_id})
+    assert sorted(r.status for r in stored) == ["error", "error"]
+
+
 def test_progress_reports_time_and_energy_while_running(tmp_path: Path) -> None:
     script = tmp_path / "wait.py"
     script.write_text("import time\ntime.sleep(1.3)\n")

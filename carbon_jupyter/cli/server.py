@@ -89,6 +89,18 @@ def register(sub: Any) -> None:
         default=None,
         help="most samples in one batch (1000)",
     )
+    serve.add_argument(
+        "--executor",
+        default=None,
+        help="where submitted sweeps run: local (this machine, one configuration at a time; "
+        "the default), dask://HOST:PORT (a Dask cluster), or none (CARBON_JUPYTER_SERVER_EXECUTOR)",
+    )
+    serve.add_argument(
+        "--url",
+        default=None,
+        help="the URL the hosts running sweeps reach this server at (default: from --host and "
+        "--port; CARBON_JUPYTER_SERVER_URL)",
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)
 
@@ -260,15 +272,27 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from carbon_jupyter.server.auth import has_tokens
-    from carbon_jupyter.server.config import ServerSettings
+    from carbon_jupyter.server.config import (
+        EXECUTOR_ENV,
+        URL_ENV,
+        ServerSettings,
+        check_executor_text,
+        server_url,
+    )
     from carbon_jupyter.server.db.engine import describe, migrate, open_database
 
     db = _db(args)
     defaults = ServerSettings(db=db)
+    executor = check_executor_text(
+        args.executor or os.environ.get(EXECUTOR_ENV, "").strip() or "local"
+    )
+    url = server_url(args.host, args.port, args.url or os.environ.get(URL_ENV, "").strip() or None)
     settings = ServerSettings(
         db=db,
         max_body_b=args.max_body or defaults.max_body_b,
         max_batch=args.max_batch or defaults.max_batch,
+        executor=executor,
+        url=url,
     )
     engine = open_database(db)
     try:
@@ -288,7 +312,7 @@ def _serve(args: argparse.Namespace) -> int:
     access = "tokens required" if guarded else "open (no tokens; loopback only)"
     print(
         f"carbon-jupyter server on http://{args.host}:{args.port}/ with {where}, "
-        f"{args.workers} worker(s), {access}",
+        f"{args.workers} worker(s), {access}, sweeps: {executor}",
         file=sys.stderr,
         flush=True,
     )

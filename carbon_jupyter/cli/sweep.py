@@ -7,6 +7,8 @@
     carbon-jupyter sweep -p size=1000,2000 -- ./bench --fast
     carbon-jupyter sweep --resume 3f2a9c1b7d4e train.py -p ...   # only what is missing
     carbon-jupyter sweep --show 3f2a9c1b7d4e --export sweep.csv  # a stored sweep again
+    carbon-jupyter sweep train.py -p batch=32,128 --server http://carbon:8787   # the server runs it
+    carbon-jupyter sweep train.py --threads 1,2 --server URL --executor dask://sched:8786
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ def results_of(args: argparse.Namespace) -> Any:
     for path in args.export or []:
         if not path.endswith(EXPORTS):
             raise ConfigError(f"--export {path}: name a .csv, .json or .html file")
-    if args.show:
+    if args.show and args.server:
+        from carbon_jupyter.sweeps.api import load_remote
+
+        results = load_remote(args.show, args.server, args.token, args.metric)
+    elif args.show:
         results = results_module.load(args.show, store_path=args.db, metric=args.metric)
     else:
         if not args.target:
@@ -47,6 +53,10 @@ def results_of(args: argparse.Namespace) -> Any:
             params_as=args.params_as,
             output_dir=args.output_dir,
             store=args.db,
+            server=args.server,
+            token=args.token,
+            executor=args.executor,
+            wait=not args.detach,
         )
     for path in args.export or []:
         written = getattr(results, f"to_{path.rsplit('.', 1)[1]}")(path)
@@ -55,8 +65,15 @@ def results_of(args: argparse.Namespace) -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.detach and not args.server:
+        raise ConfigError("--detach hands the sweep to a server: give --server URL too")
     results = results_of(args)
     print(f"sweep {results.sweep_id}")
+    if args.detach:
+        url = args.server.rstrip("/")
+        print(f"submitted to {url}; follow it at {url}/sweeps/{results.sweep_id}")
+        print(f"results: carbon-jupyter sweep --show {results.sweep_id} --server {url}")
+        return 0
     print(results.table())
     if results.stopped:
         print(
@@ -99,4 +116,20 @@ def register(sub: Any) -> None:
         "--export", action="append", metavar="PATH", help="write the results (.csv/.json/.html)"
     )
     p.add_argument("--db", default=None, help="the SQLite file (CARBON_JUPYTER_DB)")
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="hand the sweep to this team server, which runs it on its executor and keeps "
+        "its runs (with --show: read the sweep from there)",
+    )
+    p.add_argument("--token", help="the server's token (CARBON_JUPYTER_TOKEN)")
+    p.add_argument(
+        "--executor",
+        metavar="EXECUTOR",
+        help="with --server: local (the server's machine) or dask://HOST:PORT (a Dask "
+        "cluster); default: the server's own choice",
+    )
+    p.add_argument(
+        "--detach", action="store_true", help="with --server: submit, print the id, and return"
+    )
     p.set_defaults(func=cmd_sweep)

@@ -33,6 +33,7 @@ from carbon_jupyter.forward.wire import WIRE_VERSION
 from carbon_jupyter.server import metrics
 from carbon_jupyter.server.api import ingest as ingest_routes
 from carbon_jupyter.server.api import query as query_routes
+from carbon_jupyter.server.api import sweeps as sweep_routes
 from carbon_jupyter.server.api import system as system_routes
 from carbon_jupyter.server.api import tokens as token_routes
 from carbon_jupyter.server.api.errors import SafeJSONResponse
@@ -45,7 +46,8 @@ from carbon_jupyter.server.limits import BodyLimit
 DESCRIPTION = """\
 Runs measured by carbon-jupyter in notebooks and scripts, collected from many
 machines: ingest (`PUT /api/v1/runs/{run_id}`, `POST /api/v1/runs/{run_id}/samples`,
-each safe to repeat), queries, totals, Prometheus `/metrics` and `/healthz`.
+each safe to repeat), queries, totals, sweeps the server runs (`POST /api/v1/sweeps`),
+Prometheus `/metrics` and `/healthz`.
 Send `Authorization: Bearer <token>` (tokens come from `carbon-jupyter serve token create`).
 Errors answer `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`; `loc` names the field.
 """
@@ -153,6 +155,8 @@ def create_app(
     max_batch: int | None = None,
     migrate_db: bool = True,
     engine: Engine | None = None,
+    executor: str = "local",
+    url: str | None = None,
 ) -> FastAPI:
     """The server for database ``db`` (a path, ``sqlite:///...`` or ``postgresql://...``).
 
@@ -160,12 +164,18 @@ def create_app(
     migrates once before starting its workers). Raises
     :class:`~carbon_jupyter.server.db.engine.DatabaseError` when the database
     cannot be opened.
+
+    ``executor`` runs submitted sweeps (``local``, ``dask://HOST:PORT``, or
+    ``none`` for no sweeps); ``url`` is where its runs are sent (this server,
+    as the hosts that run them reach it).
     """
     defaults = ServerSettings(db=db)
     settings = ServerSettings(
         db=db,
         max_body_b=defaults.max_body_b if max_body_b is None else max_body_b,
         max_batch=defaults.max_batch if max_batch is None else max_batch,
+        executor=executor,
+        url=url,
     )
     engine = engine or open_database(db)
     if migrate_db:
@@ -173,7 +183,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeps = None
+        if settings.executor != "none":
+            from carbon_jupyter.server.sweeps.executor import SweepExecutor
+
+            sweeps = SweepExecutor(engine, server_url=settings.url).start()
+            app.state.sweeps = sweeps
         yield
+        if sweeps is not None:
+            sweeps.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -192,6 +210,7 @@ def create_app(
     app.include_router(ingest_routes.router)
     app.include_router(query_routes.router)
     app.include_router(token_routes.router)
+    app.include_router(sweep_routes.router)
     app.include_router(system_routes.router)
     app.add_middleware(BodyLimit, max_body_b=settings.max_body_b)
     app.add_middleware(RequestCounter, api=app)
@@ -207,6 +226,8 @@ def app_from_env() -> FastAPI:
         max_body_b=settings.max_body_b,
         max_batch=settings.max_batch,
         migrate_db=False,
+        executor=settings.executor,
+        url=settings.url,
     )
     # Everything loaded so far lives as long as the process: keep it out of the
     # garbage collector's full passes, which requests would otherwise pay for.

@@ -22,6 +22,10 @@ DB_ENV = "CARBON_JUPYTER_SERVER_DB"
 MAX_BODY_ENV = "CARBON_JUPYTER_SERVER_MAX_BODY"
 #: The most samples in one batch.
 MAX_BATCH_ENV = "CARBON_JUPYTER_SERVER_MAX_BATCH"
+#: Where submitted sweeps run: ``local``, ``none`` or ``dask://HOST:PORT``.
+EXECUTOR_ENV = "CARBON_JUPYTER_SERVER_EXECUTOR"
+#: The URL the server's executors (and Dask workers) reach it at.
+URL_ENV = "CARBON_JUPYTER_SERVER_URL"
 DEFAULT_MAX_BODY_B = 4 * 1024 * 1024
 #: The most samples one batch may hold unless ``--max-batch`` says otherwise.
 DEFAULT_MAX_BATCH = 1000
@@ -64,17 +68,46 @@ def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}={text!r} is not a whole number") from None
 
 
+def check_executor_text(text: str) -> str:
+    """``local``, ``none`` or a Dask scheduler (``dask://HOST:PORT``); else one line naming them."""
+    value = text.strip()
+    scheme, sep, rest = value.partition("://")
+    if value in ("local", "none") or (
+        sep and scheme in ("dask", "tcp", "tls") and rest and " " not in rest
+    ):
+        return value
+    raise ConfigError(
+        f"--executor {text!r}: give local, none, or a Dask scheduler as dask://HOST:PORT"
+    )
+
+
+def server_url(host: str, port: int, url: str | None = None) -> str:
+    """The URL executors reach a server on ``host:port`` at (``url`` when given)."""
+    if url:
+        return url.rstrip("/")
+    if host in ("0.0.0.0", "::", ""):
+        import socket
+
+        host = socket.getfqdn()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 @dataclass(frozen=True)
 class ServerSettings:
-    """What one server process needs: its database and its request limits."""
+    """What one server process needs: its database, its request limits, its sweep executor."""
 
     db: str
     max_body_b: int = DEFAULT_MAX_BODY_B
     max_batch: int = DEFAULT_MAX_BATCH
+    executor: str = "local"
+    url: str | None = None
 
     def __post_init__(self) -> None:
         check_max_body(self.max_body_b)
         check_max_batch(self.max_batch)
+        check_executor_text(self.executor)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -83,6 +116,8 @@ class ServerSettings:
             db=env.get(DB_ENV, "").strip() or default_db(),
             max_body_b=_int_env(env, MAX_BODY_ENV, DEFAULT_MAX_BODY_B),
             max_batch=_int_env(env, MAX_BATCH_ENV, DEFAULT_MAX_BATCH),
+            executor=env.get(EXECUTOR_ENV, "").strip() or "local",
+            url=env.get(URL_ENV, "").strip() or None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -91,4 +126,6 @@ class ServerSettings:
             DB_ENV: self.db,
             MAX_BODY_ENV: str(self.max_body_b),
             MAX_BATCH_ENV: str(self.max_batch),
+            EXECUTOR_ENV: self.executor,
+            URL_ENV: self.url or "",
         }

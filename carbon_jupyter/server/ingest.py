@@ -46,6 +46,11 @@ def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=False, sort_keys=True, separators=(",", ":"))
 
 
+def _sweep_of(tags: Any) -> str | None:
+    sweep = tags.get("sweep") if isinstance(tags, dict) else None
+    return sweep[:64] if isinstance(sweep, str) and sweep else None
+
+
 def run_row(body: RunBody, who: Principal, now: str) -> dict[str, Any]:
     """The ``runs`` row for ``body`` sent by ``who`` at ``now``."""
     i = body.intensity
@@ -85,6 +90,7 @@ def run_row(body: RunBody, who: Principal, now: str) -> dict[str, Any]:
         "metrics": _json(body.metrics),
         "hardware": _json(body.hardware),
         "versions": _json(body.versions),
+        "sweep_id": _sweep_of(body.tags),
         "received_at": now,
         "updated_at": now,
     }

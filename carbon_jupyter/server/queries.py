@@ -400,22 +400,50 @@ def live_runs(conn: Connection, who: Principal, *, limit: int = 200) -> list[dic
         .limit(limit)
     )
     found = [run_dict(row) for row in conn.execute(stmt)]
-    latest = _latest_sample_figures(conn, (r["id"] for r in found))
+    figures_of = live_figures(conn, found)
     for run in found:
-        figures = latest.get(run["id"])
+        figures = figures_of.get(run["id"])
         run["power_w"] = figures["power_w"] if figures else None
         run["last_t_s"] = figures["t_s"] if figures else None
-        run["last_seq"] = int(figures["seq"]) if figures else 0
+        run["last_seq"] = figures["seq"] if figures else 0
         if figures and not run["energy_j"]:
-            key = "process_energy_j" if run["attribution"] == "process" else "energy_j"
-            energy_j = float(figures[key] or 0.0)
-            run["energy_j"] = energy_j
-            if run["intensity_g_per_kwh"] is not None:
-                pue = run["pue"] if run["pue"] is not None else 1.0
-                run["co2_g"] = energy_j * pue * run["intensity_g_per_kwh"] / J_PER_KWH
+            run["energy_j"] = figures["energy_j"]
+            if figures["co2_g"] is not None:
+                run["co2_g"] = figures["co2_g"]
             if not run["duration_s"] and figures["t_s"] is not None:
                 run["duration_s"] = float(figures["t_s"])
     return found
+
+
+def live_figures(conn: Connection, running: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Figures so far of runs still running, from their newest samples.
+
+    Per run id: ``energy_j`` (the run's attribution: the process share or the
+    machine), ``co2_g`` from it (None without an intensity), ``power_w`` (the
+    newest power per device, summed), ``t_s`` (seconds since the run started)
+    and ``seq`` (the newest sample's number).
+    """
+    rows = list(running)
+    latest = _latest_sample_figures(conn, (r["id"] for r in rows))
+    out: dict[str, dict[str, Any]] = {}
+    for run in rows:
+        figures = latest.get(run["id"])
+        if not figures:
+            continue
+        key = "process_energy_j" if run["attribution"] == "process" else "energy_j"
+        energy_j = float(figures[key] or 0.0)
+        co2_g = None
+        if run["intensity_g_per_kwh"] is not None:
+            pue = run["pue"] if run["pue"] is not None else 1.0
+            co2_g = energy_j * pue * run["intensity_g_per_kwh"] / J_PER_KWH
+        out[run["id"]] = {
+            "energy_j": energy_j,
+            "co2_g": co2_g,
+            "power_w": figures["power_w"],
+            "t_s": figures["t_s"],
+            "seq": int(figures["seq"]),
+        }
+    return out
 
 
 def facets(conn: Connection, who: Principal) -> dict[str, list[str]]:

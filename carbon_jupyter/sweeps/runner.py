@@ -181,22 +181,71 @@ def run_sweep(
                 result.stopped = True
                 break
             step = _Step(index, len(schedule), repeat, config, out, on_progress)
-            tags = {
-                **config.tags(),
-                "sweep": sweep_id,
-                "config": config.key,
-                "repeat": str(repeat),
-                "target": target.name,
-            }
-            options = dict(base)
-            if config.gpus is not None:
-                options["gpus"] = ",".join(map(str, config.gpus))
-            options.update(label=label or target.name, phase=phase, items=items, tags=tags)
+            options = step_options(
+                target, config, repeat, sweep_id, base, label=label, phase=phase, items=items
+            )
             if sensors_for is not None:
                 options["sensors"] = sensors_for(options.pop("gpus", None))
             cpus = config.cpus(allowed) if allowed else None
             result.runs.append(step.run(target, options, cpus, interrupts))
     return result
+
+
+def step_options(
+    target: Target,
+    config: Configuration,
+    repeat: int,
+    sweep_id: str,
+    base: dict[str, Any],
+    *,
+    label: str | None,
+    phase: str | None,
+    items: int | None,
+) -> dict[str, Any]:
+    """The tracker options of one configuration's run: ``base`` with its label and tags."""
+    tags = {
+        **config.tags(),
+        "sweep": sweep_id,
+        "config": config.key,
+        "repeat": str(repeat),
+        "target": target.name,
+    }
+    options = dict(base)
+    if config.gpus is not None:
+        options["gpus"] = ",".join(map(str, config.gpus))
+    options.update(label=label or target.name, phase=phase, items=items, tags=tags)
+    return options
+
+
+def run_configuration(
+    target: Target,
+    config: Configuration,
+    repeat: int,
+    sweep_id: str,
+    *,
+    index: int = 1,
+    total: int = 1,
+    output_dir: Path,
+    tracker_options: dict[str, Any],
+    label: str | None = None,
+    phase: str | None = None,
+    items: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Run:
+    """Run one configuration of a sweep in a fresh process, tracked; the stored run.
+
+    What a host given a single configuration runs (a team server's executor,
+    a Dask worker); :func:`run_sweep` does the same for every configuration.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    options = step_options(
+        target, config, repeat, sweep_id, tracker_options, label=label, phase=phase, items=items
+    )
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cpus = config.cpus(allowed) if allowed else None
+    step = _Step(index, total, repeat, config, output_dir, on_progress)
+    with _Interrupts() as interrupts:
+        return step.run(target, options, cpus, interrupts)
 
 
 @dataclass(frozen=True)
@@ -233,13 +282,18 @@ class _Step:
         started = time.monotonic()
         killed = False
         with open(log_file, "wb") as log:
-            proc = subprocess.Popen(
-                argv,
-                env={**os.environ, **env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    env={**os.environ, **env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:  # no such program, not executable, ...
+                run = tracker.stop("error", error=f"cannot start {argv[0]}: {exc.strerror}")
+                self.report(run.duration_s, run, done=True)
+                return run
             if cpus is not None:
                 with contextlib.suppress(OSError):
                     os.sched_setaffinity(proc.pid, cpus)

@@ -24,10 +24,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
+from carbon_jupyter.forward.records import complete_ticks, run_record
 from carbon_jupyter.model import J_PER_KWH, Run, Sample
 from carbon_jupyter.server import queries
 from carbon_jupyter.server.dashboard.access import SignInNeeded, viewer
-from carbon_jupyter.server.dashboard.records import complete_ticks, run_record
 from carbon_jupyter.server.dashboard.render import when
 from carbon_jupyter.show import format as fmt
 

@@ -32,6 +32,7 @@ from fastapi.responses import Response
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from carbon_jupyter.forward.records import complete_ticks, run_record, run_records
 from carbon_jupyter.model import MODEL_METHODS, Run, method_quality
 from carbon_jupyter.server import queries, times
 from carbon_jupyter.server.dashboard import live
@@ -48,7 +49,6 @@ from carbon_jupyter.server.dashboard.params import (
     compare_view,
     runs_view,
 )
-from carbon_jupyter.server.dashboard.records import complete_ticks, run_record, run_records
 from carbon_jupyter.server.dashboard.render import embed, error_page, page_data, render
 from carbon_jupyter.server.queries import Principal, RunQuery
 from carbon_jupyter.show import format as fmt

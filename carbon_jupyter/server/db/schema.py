@@ -22,6 +22,12 @@ migration builds, and what the code reads and writes.
 ``samples``
     The live readings; ``(run_id, seq)`` is the key, so a batch sent twice is
     stored once.
+``sweeps``
+    Sweeps submitted to the server (:mod:`carbon_jupyter.server.sweeps`): the
+    sweep's document (``spec``, JSON), who submitted it, the ``executor`` that
+    runs it, its ``status`` (``queued``, ``running``, ``done``, ``cancelled``,
+    ``failed``), and which server process holds it (``claimed_by``, renewed in
+    ``heartbeat_at``). Its runs are the runs whose ``sweep_id`` is its id.
 ``day_totals``
     The runs' count and sums per ``(day, user_id, project_id, status)``, kept
     up to date in the same transaction as every run written (see
@@ -119,6 +125,8 @@ runs = Table(
     Column("metrics", Text),
     Column("hardware", Text),
     Column("versions", Text),
+    #: The run's ``sweep`` tag, when it is a run of a sweep.
+    Column("sweep_id", String(64)),
     Column("received_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Index("ix_runs_project_started", "project_id", "started_at"),
@@ -127,6 +135,7 @@ runs = Table(
     Index("ix_runs_user", "user_id"),
     Index("ix_runs_label", "label"),
     Index("ix_runs_host", "host"),
+    Index("ix_runs_sweep", "sweep_id"),
     #: Holds every column totals by day, project, user or label read, so they come
     #: from the index alone.
     Index("ix_runs_day_totals", *TOTALS_INDEX_COLUMNS),
@@ -173,4 +182,27 @@ day_totals = Table(
     Column("status", String(16), primary_key=True),
     Column("runs", Integer, nullable=False),
     *(Column(name, Float, nullable=False) for name in SUM_COLUMNS),
+)
+
+sweeps = Table(
+    "sweeps",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("executor", String(300), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("cancel_requested", Integer, nullable=False, server_default="0"),
+    Column("claimed_by", Text),
+    Column("heartbeat_at", String(40)),
+    Column("token_id", Integer),
+    Column("error", Text),
+    Column("created_at", String(40), nullable=False),
+    Column("started_at", String(40)),
+    Column("ended_at", String(40)),
+    Column("updated_at", String(40), nullable=False),
+    Index("ix_sweeps_project_created", "project_id", "created_at"),
+    Index("ix_sweeps_status", "status"),
 )

@@ -1,0 +1,347 @@
+"""Sweeps in the server's database: submitted, claimed by an executor, followed, finished.
+
+A sweep is ``queued`` when submitted, ``running`` while a server process
+holds it (``claimed_by``, renewed every few seconds in ``heartbeat_at``), then
+``done``, ``cancelled`` (a cancel was asked for) or ``failed`` (its executor
+could not run it at all; a configuration that fails is a run with status
+``error``, and the sweep goes on). A ``running`` sweep whose holder stopped
+renewing (:data:`STALE_S`) is taken over by another server process, which
+runs only what is missing: a configuration is done when it has a run ``ok``
+or ``error``. Resuming a sweep puts it back in the queue the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+
+from carbon_jupyter.server import rollup, times
+from carbon_jupyter.server.db.engine import writing
+from carbon_jupyter.server.db.schema import projects, runs, sweeps, users
+from carbon_jupyter.server.queries import Principal, run_dict
+
+#: A running sweep whose holder has not renewed its claim for this long is taken over.
+STALE_S = 60.0
+#: Sweep states, in the order a sweep goes through them.
+STATES = ("queued", "running", "done", "cancelled", "failed")
+FINISHED = ("done", "cancelled", "failed")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A sweep an executor took: what it needs to run it."""
+
+    id: str
+    spec: dict[str, Any]
+    executor: str
+    user: str
+    project: str
+    user_id: int
+    project_id: int
+    had_token: int | None
+
+
+def _ago(seconds: float) -> str:
+    return times.utc_iso(datetime.now(timezone.utc) - timedelta(seconds=seconds))
+
+
+def create(engine: Engine, who: Principal, spec: dict[str, Any], executor: str, total: int) -> str:
+    """Queue a sweep of ``who``'s project; its new id."""
+    sweep_id = uuid.uuid4().hex[:12]
+    now = times.now_iso()
+    with writing(engine) as conn:
+        conn.execute(
+            sweeps.insert().values(
+                id=sweep_id,
+                project_id=who.project_id,
+                user_id=who.user_id,
+                status="queued",
+                executor=executor,
+                spec=json.dumps(spec),
+                total=total,
+                cancel_requested=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return sweep_id
+
+
+def _visible(who: Principal) -> Any:
+    return True if who.is_admin else sweeps.c.project_id == who.project_id
+
+
+_SELECT = (
+    select(sweeps, users.c.name.label("user"), projects.c.name.label("project"))
+    .join(users, users.c.id == sweeps.c.user_id)
+    .join(projects, projects.c.id == sweeps.c.project_id)
+)
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    doc = json.loads(row.spec)
+    target = doc.get("target") or {}
+    return {
+        "id": row.id,
+        "status": row.status,
+        "user": row.user,
+        "project": row.project,
+        "executor": row.executor,
+        "target": {"kind": target.get("kind"), "name": target.get("name")},
+        "params": doc.get("params") or [],
+        "threads": doc.get("threads"),
+        "gpus": doc.get("gpus"),
+        "repeat": doc.get("repeat") or 1,
+        "phase": doc.get("phase"),
+        "label": doc.get("label"),
+        "metric": doc.get("metric"),
+        "total": row.total,
+        "cancel_requested": bool(row.cancel_requested),
+        "error": row.error,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "ended_at": row.ended_at,
+    }
+
+
+def get(conn: Connection, sweep_id: str, who: Principal) -> dict[str, Any] | None:
+    """Sweep ``sweep_id`` as ``who`` may see it (None when it may not), with its run counts."""
+    row = conn.execute(_SELECT.where(sweeps.c.id == sweep_id, _visible(who))).first()
+    if row is None:
+        return None
+    out = _summary(row)
+    out["counts"] = counts(conn, sweep_id)
+    out["finished"] = finished_count(conn, sweep_id)
+    return out
+
+
+def listing(
+    conn: Connection, who: Principal, *, limit: int = 100, offset: int = 0
+) -> list[dict[str, Any]]:
+    """The sweeps ``who`` may see, newest first."""
+    stmt = (
+        _SELECT.where(_visible(who))
+        .order_by(sweeps.c.created_at.desc(), sweeps.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    found = [_summary(row) for row in conn.execute(stmt)]
+    if found:
+        stmt2 = (
+            select(runs.c.sweep_id, runs.c.status, func.count())
+            .where(runs.c.sweep_id.in_([s["id"] for s in found]))
+            .group_by(runs.c.sweep_id, runs.c.status)
+        )
+        tally: dict[str, dict[str, int]] = {}
+        for sweep_id, status, n in conn.execute(stmt2):
+            tally.setdefault(sweep_id, {})[status] = int(n)
+        for s in found:
+            s["counts"] = tally.get(s["id"], {})
+            s["finished"] = sum(v for k, v in s["counts"].items() if k in ("ok", "error"))
+    return found
+
+
+def counts(conn: Connection, sweep_id: str) -> dict[str, int]:
+    """How many of the sweep's runs are in each status."""
+    stmt = (
+        select(runs.c.status, func.count())
+        .where(runs.c.sweep_id == sweep_id)
+        .group_by(runs.c.status)
+    )
+    return {status: int(n) for status, n in conn.execute(stmt)}
+
+
+def finished_count(conn: Connection, sweep_id: str) -> int:
+    """How many (repeat, configuration) pairs have a run ``ok`` or ``error``."""
+    return len(finished_pairs(conn, sweep_id))
+
+
+def finished_pairs(conn: Connection, sweep_id: str) -> set[tuple[int, str]]:
+    """The ``(repeat, config)`` pairs of the sweep with a run ``ok`` or ``error``."""
+    stmt = select(runs.c.tags).where(
+        runs.c.sweep_id == sweep_id, runs.c.status.in_(("ok", "error"))
+    )
+    done = set()
+    for (tags,) in conn.execute(stmt):
+        try:
+            parsed = json.loads(tags or "{}")
+            done.add((int(parsed.get("repeat", "1")), str(parsed.get("config", ""))))
+        except (ValueError, AttributeError):
+            continue
+    return done
+
+
+def sweep_runs(conn: Connection, sweep_id: str) -> list[dict[str, Any]]:
+    """Every run of the sweep, oldest first, as the API answers runs."""
+    stmt = (
+        select(runs, users.c.name.label("user"), projects.c.name.label("project"))
+        .join(users, users.c.id == runs.c.user_id)
+        .join(projects, projects.c.id == runs.c.project_id)
+        .where(runs.c.sweep_id == sweep_id)
+        .order_by(runs.c.started_at, runs.c.id)
+    )
+    return [run_dict(row) for row in conn.execute(stmt)]
+
+
+def request_cancel(engine: Engine, sweep_id: str) -> str:
+    """Ask the sweep to stop after the configurations running now; its status after."""
+    now = times.now_iso()
+    with writing(engine) as conn:
+        conn.execute(
+            update(sweeps)
+            .where(sweeps.c.id == sweep_id, sweeps.c.status == "queued")
+            .values(status="cancelled", cancel_requested=1, ended_at=now, updated_at=now)
+        )
+        conn.execute(
+            update(sweeps)
+            .where(sweeps.c.id == sweep_id, sweeps.c.status == "running")
+            .values(cancel_requested=1, updated_at=now)
+        )
+        return str(conn.execute(select(sweeps.c.status).where(sweeps.c.id == sweep_id)).scalar())
+
+
+def requeue(engine: Engine, sweep_id: str) -> bool:
+    """Put a finished sweep back in the queue, to run what it is missing; False when running."""
+    now = times.now_iso()
+    with writing(engine) as conn:
+        done = conn.execute(
+            update(sweeps)
+            .where(sweeps.c.id == sweep_id, sweeps.c.status.in_(FINISHED))
+            .values(status="queued", cancel_requested=0, error=None, ended_at=None, updated_at=now)
+        )
+        return bool(done.rowcount)
+
+
+def claim_next(engine: Engine, holder: str) -> Claimed | None:
+    """Take the oldest queued sweep, or a running one whose holder went silent; None if none."""
+    stale = _ago(STALE_S)
+    claimable = or_(
+        sweeps.c.status == "queued",
+        and_(sweeps.c.status == "running", sweeps.c.heartbeat_at < stale),
+    )
+    with engine.connect() as conn:
+        candidates = conn.execute(
+            select(sweeps.c.id).where(claimable).order_by(sweeps.c.created_at).limit(5)
+        ).all()
+    for (sweep_id,) in candidates:
+        now = times.now_iso()
+        with writing(engine) as conn:
+            taken = conn.execute(
+                update(sweeps)
+                .where(sweeps.c.id == sweep_id, claimable)
+                .values(
+                    status="running",
+                    claimed_by=holder,
+                    heartbeat_at=now,
+                    started_at=func.coalesce(sweeps.c.started_at, now),
+                    updated_at=now,
+                )
+            )
+            if not taken.rowcount:
+                continue
+            row = conn.execute(_SELECT.where(sweeps.c.id == sweep_id)).one()
+        return Claimed(
+            id=row.id,
+            spec=json.loads(row.spec),
+            executor=row.executor,
+            user=row.user,
+            project=row.project,
+            user_id=row.user_id,
+            project_id=row.project_id,
+            had_token=row.token_id,
+        )
+    return None
+
+
+def heartbeat(engine: Engine, sweep_id: str, holder: str, token_id: int | None = None) -> bool:
+    """Renew the claim; False when the sweep is no longer this holder's."""
+    values: dict[str, Any] = {"heartbeat_at": times.now_iso()}
+    if token_id is not None:
+        values["token_id"] = token_id
+    with writing(engine) as conn:
+        done = conn.execute(
+            update(sweeps)
+            .where(sweeps.c.id == sweep_id, sweeps.c.claimed_by == holder)
+            .values(**values)
+        )
+        return bool(done.rowcount)
+
+
+def cancel_requested(engine: Engine, sweep_id: str) -> bool:
+    with engine.connect() as conn:
+        found = conn.execute(select(sweeps.c.cancel_requested).where(sweeps.c.id == sweep_id))
+        return bool(found.scalar())
+
+
+def note_error(engine: Engine, sweep_id: str, error: str) -> None:
+    """Keep the latest executor error of the sweep (shown on its page)."""
+    with writing(engine) as conn:
+        conn.execute(
+            update(sweeps)
+            .where(sweeps.c.id == sweep_id)
+            .values(error=error[:2000], updated_at=times.now_iso())
+        )
+
+
+def finish(
+    engine: Engine, sweep_id: str, holder: str, status: str, error: str | None = None
+) -> None:
+    """End the holder's claim with ``status``; the sweep's runs still running become ``lost``."""
+    now = times.now_iso()
+    values: dict[str, Any] = {"status": status, "ended_at": now, "updated_at": now}
+    if error is not None:
+        values["error"] = error[:2000]
+    with writing(engine) as conn:
+        conn.execute(
+            update(sweeps)
+            .where(sweeps.c.id == sweep_id, sweeps.c.claimed_by == holder)
+            .values(**values)
+        )
+    mark_lost(engine, sweep_id)
+
+
+def mark_lost(
+    engine: Engine,
+    sweep_id: str,
+    *,
+    config: str | None = None,
+    repeat: int | None = None,
+    keep: Iterable[str] = (),
+) -> int:
+    """Runs of the sweep still ``running`` (of one configuration and repeat, when given),
+    other than ``keep``, set to ``lost``: a worker ran them and is gone. How many."""
+    kept = set(keep)
+    with writing(engine) as conn:
+        found = conn.execute(
+            select(runs.c.id, runs.c.tags, *(runs.c[c] for c in rollup.RUN_COLUMNS)).where(
+                runs.c.sweep_id == sweep_id, runs.c.status == "running"
+            )
+        ).all()
+        changed = 0
+        for row in found:
+            if row.id in kept:
+                continue
+            tags = json.loads(row.tags or "{}")
+            if config is not None and tags.get("config") != config:
+                continue
+            if repeat is not None and tags.get("repeat") != str(repeat):
+                continue
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == row.id, runs.c.status == "running")
+                .values(
+                    status="lost",
+                    error="the host running this configuration was lost; the run is partial",
+                    updated_at=times.now_iso(),
+                )
+            )
+            before = dict(row._mapping)
+            rollup.record_run(conn, before, {**before, "status": "lost"})
+            changed += 1
+        return changed
