@@ -255,9 +255,7 @@ def test_with_tokens_a_sweep_runs_as_its_submitter_and_its_token_is_revoked(
         # another project sees neither the sweep nor may it cancel it
         hidden = httpx.get(f"{server.url}/api/v1/sweeps/{sweep_id}", headers=bearer(other))
         assert hidden.status_code == 404
-        refused = httpx.post(
-            f"{server.url}/api/v1/sweeps/{sweep_id}/cancel", headers=bearer(other)
-        )
+        refused = httpx.post(f"{server.url}/api/v1/sweeps/{sweep_id}/cancel", headers=bearer(other))
         assert refused.status_code == 404
     # the token minted for the sweep's runs was revoked when it ended
     listing = cli(["serve", "token", "list", "--db", db], tmp_path, {})

@@ -5,6 +5,9 @@
 * the pages (:mod:`.pages`): ``/`` (runs, filters, totals per day, live runs),
   ``/runs/{run_id}`` (one run, its plot growing while it is live) and
   ``/compare?runs=ID,ID``;
+* the sweep pages (:mod:`.sweeps`): ``/sweeps``, ``/sweeps/{sweep_id}`` (a
+  sweep's progress, answer, comparison and runs; Cancel, Resume) and
+  ``/sweeps/new`` (a form that submits one);
 * the JSON they poll (:mod:`.live`) under ``/dashboard/api/``;
 * signing in with a token (:mod:`.access`): ``/login``, ``/logout``;
 * BokehJS from the installed bokeh package at ``/static/bokeh/`` and the
@@ -41,18 +44,23 @@ def _warm() -> None:
     from carbon_jupyter.show import plots  # noqa: F401
 
     env = environment()
-    for name in ("runs.html", "run.html", "compare.html", "login.html", "error.html"):
+    pages = (
+        "runs.html", "run.html", "compare.html", "login.html", "error.html",
+        "sweeps.html", "sweep.html", "sweep_new.html",
+    )  # fmt: skip
+    for name in pages:
         env.get_template(name)
     warm_totals()
 
 
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages, its JSON and its static files to ``app``."""
-    from carbon_jupyter.server.dashboard import access, live, pages
+    from carbon_jupyter.server.dashboard import access, live, pages, sweeps
 
     app.include_router(access.router)
     app.include_router(live.router)
     app.include_router(pages.router)
+    app.include_router(sweeps.router)
     app.mount(BOKEH_STATIC_URL, StaticFiles(directory=bokeh_js_folder()), name="bokeh-static")
     app.mount(DASHBOARD_STATIC_URL, StaticFiles(directory=STATIC), name="dashboard-static")
     _warm()
