@@ -17,6 +17,12 @@ aim (<= 0.5 s per configuration for a script) and a verdict. With
 ``--notebook``, the same for a one-cell notebook against ``jupyter nbconvert
 --execute``-style execution by hand (nbclient in a fresh process per run); no
 aim is set for notebooks (a kernel's start dominates).
+
+With ``--server``, a third column in the same rounds: the same sweep handed to a
+fresh ``carbon-jupyter serve`` (its local executor, a fresh database) with
+``carbon-jupyter sweep --server URL``, timed from the submitting command's start
+to its table: the submission, the executor's queue, each configuration's run
+sent to the server and confirmed, and the client's polling (every second).
 """
 
 from __future__ import annotations
@@ -49,8 +55,50 @@ def _timed(argv: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def one_round(folder: Path, configs: int, notebook: bool) -> tuple[float, float]:
-    """(by hand, swept) wall seconds for ``configs`` configurations, fresh store each."""
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _server_sweep(folder: Path, target: Path, values: str, env: dict[str, str]) -> float:
+    """Wall seconds of the sweep handed to a fresh server on a fresh database."""
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "carbon_jupyter", "serve", "--port", str(port),
+         "--db", str(folder / f"server-{time.time_ns()}.db")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.1)
+        return _timed(
+            [sys.executable, "-m", "carbon_jupyter", "sweep", str(target), "-p", f"i={values}",
+             "--server", url],
+            env,
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def one_round(
+    folder: Path, configs: int, notebook: bool, server: bool = False
+) -> tuple[float, float, float | None]:
+    """(by hand, swept, swept by a server) wall seconds for ``configs`` configurations."""
     env = {**os.environ, "CARBON_JUPYTER_DB": str(folder / f"store-{time.time_ns()}.db")}
     if notebook:
         import nbformat
@@ -79,7 +127,9 @@ def one_round(folder: Path, configs: int, notebook: bool) -> tuple[float, float]
         ],
         env,
     )  # fmt: skip
-    return by_hand, swept
+    env["CARBON_JUPYTER_EXECUTOR_DB"] = str(folder / f"executor-{time.time_ns()}.db")
+    on_server = _server_sweep(folder, target, values, env) if server else None
+    return by_hand, swept, on_server
 
 
 def main() -> int:
@@ -87,13 +137,19 @@ def main() -> int:
     parser.add_argument("--configs", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--notebook", action="store_true")
+    parser.add_argument("--server", action="store_true", help="also hand it to a server")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     added = []
+    added_server: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
-            by_hand, swept = one_round(Path(tmp), args.configs, args.notebook)
+            by_hand, swept, on_server = one_round(
+                Path(tmp), args.configs, args.notebook, args.server
+            )
             added.append((swept - by_hand) / args.configs)
+            if on_server is not None:
+                added_server.append((on_server - by_hand) / args.configs)
     median, low, high = statistics.median(added), min(added), max(added)
     kind = "notebook" if args.notebook else "script"
     print(f"sweep of {args.configs} {kind} configurations, {args.repeat} rounds")
@@ -106,8 +162,17 @@ def main() -> int:
     else:
         verdict = "met" if median <= AIM_S else "MISSED"
         print(f"aim: <= {AIM_S * 1000:.0f} ms per configuration; verdict: {verdict}")
+    if added_server:
+        median_s = statistics.median(added_server)
+        print(
+            f"handed to a server: added per configuration {median_s * 1000:.0f} ms "
+            f"(min {min(added_server) * 1000:.0f}, max {max(added_server) * 1000:.0f}); "
+            "no aim (it includes the client's 1 s polling, shared by all configurations)"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"kind": kind, "added_s": added}))
+        Path(args.json).write_text(
+            json.dumps({"kind": kind, "added_s": added, "added_on_server_s": added_server})
+        )
     return 0
 
 
