@@ -45,6 +45,7 @@ __all__ = [
     "Tracker",
     "__version__",
     "iter_runs",
+    "job",
     "load_ipython_extension",
     "log_metric",
     "runs",
@@ -65,6 +66,7 @@ _LAZY = {
     "Intensity": "carbon_jupyter.model",
     "log_metric": "carbon_jupyter.measure.metrics",
     "sweep": "carbon_jupyter.sweeps.api",
+    "job": "carbon_jupyter.jobs",
 }
 
 

@@ -18,8 +18,13 @@ def user() -> str | None:
         return None
 
 
-@lru_cache(maxsize=1)
 def host() -> str:
+    """This machine's name, or ``CARBON_JUPYTER_HOST`` when set (a container's, a test's)."""
+    return os.environ.get("CARBON_JUPYTER_HOST", "").strip() or _hostname()
+
+
+@lru_cache(maxsize=1)
+def _hostname() -> str:
     return socket.gethostname()
 
 

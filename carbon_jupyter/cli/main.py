@@ -51,6 +51,7 @@ from typing import Any, NoReturn
 
 from carbon_jupyter import __version__
 from carbon_jupyter.cli import forward as forward_cli
+from carbon_jupyter.cli import run as run_cli
 from carbon_jupyter.cli import server as server_cli
 from carbon_jupyter.cli import sweep as sweep_cli
 from carbon_jupyter.errors import CarbonError
@@ -249,7 +250,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    print(fmt.summary(_store(args).get_run(args.run_id)))
+    from carbon_jupyter.store.query import RunNotFoundError
+
+    store = _store(args)
+    try:
+        run = store.get_run(args.run_id)
+    except RunNotFoundError:
+        if not any(True for _ in store.iter_runs(tag={"job": args.run_id}, limit=1)):
+            raise
+        from carbon_jupyter.jobs.group import group
+        from carbon_jupyter.jobs.show import job_text
+
+        print(job_text(group(args.run_id, store.iter_runs(tag={"job": args.run_id}))))
+        return 0
+    print(fmt.summary(run))
     return 0
 
 
@@ -355,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_filters(runs)
     runs.set_defaults(func=cmd_runs)
 
-    show = sub.add_parser("show", help="one stored run in full")
-    show.add_argument("run_id")
+    show = sub.add_parser("show", help="one stored run in full, or a distributed job's parts")
+    show.add_argument("run_id", help="a run id (or its start), or a job id")
     show.set_defaults(func=cmd_show)
 
     totals = sub.add_parser("totals", help="energy and CO2 added up")
@@ -393,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     forward_cli.register(sub)
     server_cli.register(sub)
     sweep_cli.register(sub)
+    run_cli.register(sub, _location_args)
     return parser
 
 

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from carbon_jupyter import context
 from carbon_jupyter.errors import TrackingError
@@ -187,6 +187,7 @@ class Tracker:
         sensors: Sequence[Sensor] | None = None,
         sink: RunSink | str | None = "default",
         clock: Callable[[], float] = time.monotonic,
+        job: str | Literal[False] | None = None,
     ) -> None:
         settings = Settings.from_env()
         self._settings = settings
@@ -196,6 +197,16 @@ class Tracker:
         self.attribution = check_attribution(attribution or settings.attribution)
         self.interval_s = interval if interval is not None else settings.interval_s
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        from carbon_jupyter.jobs.identity import job_identity
+
+        #: The distributed job this run is a part of (None: a run of its own).
+        self.job = None if job is False else job_identity(job)
+        if self.job is not None:
+            self.tags = {**self.tags, **self.job.tags(), "part": "rank"}
+        self._host_part: Any = None
+        self._host_sensors: list[Sensor] = []
+        #: How often live samples are handed to the sink, in seconds.
+        self.flush_interval_s = FLUSH_INTERVAL_S
         self.notebook = notebook
         self.cell = cell
         self._gpus = gpus if gpus is not None else settings.gpus
@@ -227,12 +238,22 @@ class Tracker:
     def _discover(self) -> Sequence[Sensor]:
         """The sensors for this run; remembers what every run on them must carry."""
         if self._sensors is not None:
-            return self._sensors
+            return self._for_job(self._sensors)
         from carbon_jupyter.sensors import discover
 
         found = discover(gpus=self._gpus)
         self._machine_warnings = found.warnings
-        return found.sensors
+        return self._for_job(found.sensors)
+
+    def _for_job(self, sensors: Sequence[Sensor]) -> Sequence[Sensor]:
+        """A part of a job measures its own GPUs; the host's CPU and RAM go to the host part."""
+        if self.job is None:
+            return sensors
+        from carbon_jupyter.jobs.parts import rank_gpus
+
+        self._host_sensors = [s for s in sensors if s.info.kind != "gpu"]
+        explicit = self._gpus is not None
+        return rank_gpus([s for s in sensors if s.info.kind == "gpu"], self.job, explicit)
 
     @property
     def running(self) -> bool:
@@ -247,6 +268,11 @@ class Tracker:
     def run(self) -> Run | None:
         """The finished run, once :meth:`stop` has returned."""
         return self._run
+
+    @property
+    def sink(self) -> RunSink | None:
+        """Where this run goes (None before :meth:`start`, or when kept in memory)."""
+        return self._sink
 
     def start(self) -> Tracker:
         """Read every device now and start sampling. Returns the tracker."""
@@ -269,6 +295,10 @@ class Tracker:
         sampler.start()
         metrics.started(self)
         self._last_flush = self._clock()
+        if self.job is not None and self._host_sensors:
+            from carbon_jupyter.jobs.parts import start_host_part
+
+            self._host_part = start_host_part(self, self.job, self._host_sensors)
         return self
 
     def stop(self, status: Status = "ok", error: str | None = None) -> Run:
@@ -286,6 +316,8 @@ class Tracker:
         self._run = run
         metrics.stopped(self, run.id, self._store_path())
         self._to_sink("finish_run", run)
+        if self._host_part is not None:
+            self._host_part.stop("interrupted" if status == "interrupted" else "ok")
         return run
 
     def log_metric(self, name: str, value: float) -> None:
@@ -353,7 +385,7 @@ class Tracker:
         with self._lock:
             self._pending.extend(samples)
             now = self._clock()
-            if now - self._last_flush < FLUSH_INTERVAL_S:
+            if now - self._last_flush < self.flush_interval_s:
                 return
             batch, self._pending = self._pending, []
             self._last_flush = now

@@ -1,0 +1,85 @@
+"""The host part of a job: one process per host measures the host's shared devices.
+
+The CPU packages and the memory of a machine are shared by every rank on it;
+measured by each rank they would be counted once per rank. So each rank's
+tracker starts a :class:`HostPart` beside it, and the host parts of one job
+on one host compete for a lock file (:func:`lock_path`, ``flock``): the one
+that holds it measures the host's CPU and RAM as a part of its own, tagged
+``part=host``; the others wait. The lock belongs to the process, so when the
+holder ends (or dies) the kernel releases it and another rank takes over within
+:data:`TAKEOVER_POLL_S`, starting a new host part from that moment. The host
+part hands every sample to the store as it is taken, so a holder that dies
+loses none it took: the gap is at most one sampling interval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from carbon_jupyter.jobs.identity import JobIdentity
+
+#: How often a waiting rank tries the host's lock, in seconds.
+TAKEOVER_POLL_S = 0.05
+LOCK_DIR_ENV = "CARBON_JUPYTER_LOCK_DIR"
+
+
+def lock_path(identity: JobIdentity) -> Path:
+    """The lock file of ``identity``'s job on its host (in ``CARBON_JUPYTER_LOCK_DIR`` or /tmp)."""
+    folder = Path(os.environ.get(LOCK_DIR_ENV, "").strip() or tempfile.gettempdir())
+    digest = hashlib.sha256(f"{identity.job_id}\0{identity.host}".encode()).hexdigest()[:20]
+    return folder / f"carbon-jupyter-job-{digest}.lock"
+
+
+class HostPart:
+    """Competes for the host's lock; while held, runs the tracker ``make_tracker`` builds."""
+
+    def __init__(self, identity: JobIdentity, make_tracker: Callable[[], Any]) -> None:
+        self.identity = identity
+        self._make_tracker = make_tracker
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.tracker: Any = None
+        self.held = threading.Event()
+        self._status = "ok"
+
+    def start(self) -> HostPart:
+        self._thread = threading.Thread(target=self._main, name="carbon-host-part", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, status: str = "ok", timeout_s: float = 10.0) -> None:
+        """End the host part (if this process holds it) and give the lock up."""
+        self._status = status
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _main(self) -> None:
+        import fcntl
+
+        path = lock_path(self.identity)
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+b") as handle:
+            while True:
+                if self._stop.is_set():
+                    return
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    self._stop.wait(TAKEOVER_POLL_S)
+            try:
+                self.tracker = self._make_tracker().start()
+                self.held.set()
+                self._stop.wait()
+                self.tracker.stop(self._status)  # type: ignore[arg-type]
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
