@@ -245,6 +245,7 @@ def make_run(
     started_at: str = "2024-05-01T12:00:00.000+00:00",
     energy_j: tuple[float, float, float] = (100.0, 200.0, 10.0),
     duration_s: float = 60.0,
+    tags: dict[str, str] | None = None,
 ) -> Run:
     """A finished (or, with ``status="running"``, just started) run with three devices."""
     running = status == "running"
@@ -270,7 +271,7 @@ def make_run(
         gpu_energy_j=figures[1],
         ram_energy_j=figures[2],
         co2_g=total * 1.2 * 400.0 / 3.6e6,
-        tags={"team": "ml"},
+        tags=tags if tags is not None else {"team": "ml"},
         host=host,
         user="someone",
     )

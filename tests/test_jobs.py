@@ -93,7 +93,7 @@ def cluster(tmp_path: Path) -> Any:
 
 def launch(
     tmp_path: Path, script: Path, host: str, rank: int, local_rank: int, launcher: str,
-    work_s: float,
+    work_s: float, extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:  # fmt: skip
     env = {
         k: v for k, v in os.environ.items()
@@ -108,6 +108,7 @@ def launch(
         WORK_S=str(work_s),
         PYTHONPATH=str(REPO),
     )
+    env.update(extra_env or {})
     if launcher == "torchrun":
         env.update(
             TORCHELASTIC_RUN_ID="ddp-42", RANK=str(rank), LOCAL_RANK=str(local_rank),

@@ -66,7 +66,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         dave = next(t["id"] for t in me if t["user"] == "dave")
         assert c.delete(f"/api/v1/tokens/{dave}", headers=bearer(tokens["admin"])).is_success
         alice = bearer(tokens["alice"])
-        assert c.put(f"/api/v1/runs/{RUN}", json=run_body(make_run(RUN)), headers=alice).is_success
+        part = run_body(make_run(RUN, tags={"job": "ddp-1", "part": "rank", "rank": "0"}))
+        assert c.put(f"/api/v1/runs/{RUN}", json=part, headers=alice).is_success
         assert c.post(
             f"/api/v1/runs/{RUN}/samples", json=samples_body(1, 5), headers=alice
         ).is_success
@@ -97,7 +98,12 @@ def _new_run_body() -> dict[str, Any]:
 
 
 ROUTES = [
-    Route("PUT", f"/api/v1/runs/{RUN}", "ingest", run_body(make_run(RUN, label="renamed"))),
+    Route(
+        "PUT",
+        f"/api/v1/runs/{RUN}",
+        "ingest",
+        run_body(make_run(RUN, label="renamed", tags={"job": "ddp-1", "part": "rank"})),
+    ),
     Route("PUT", "/api/v1/runs/brand-new-run", "ingest", run_body(make_run("brand-new-run"))),
     Route("POST", f"/api/v1/runs/{RUN}/samples", "ingest", samples_body(100, 3)),
     Route("GET", "/api/v1/runs", "read"),
@@ -112,6 +118,8 @@ ROUTES = [
     Route("GET", "/api/v1/sweeps/{sweep}", "read"),
     Route("POST", "/api/v1/sweeps/{sweep}/cancel", "ingest"),
     Route("POST", "/api/v1/sweeps/{sweep}/resume", "ingest"),
+    Route("GET", "/api/v1/jobs", "read"),
+    Route("GET", "/api/v1/jobs/ddp-1", "read"),
     Route("GET", "/api/v1/tokens", "admin"),
     Route("POST", "/api/v1/tokens", "admin", {"user": "eve", "project": "vision"}),
     Route("DELETE", "/api/v1/tokens/2", "admin"),
@@ -146,6 +154,8 @@ def test_the_matrix_covers_every_route_in_the_openapi_description(team: Team) ->
         ("GET", "/api/v1/sweeps/{sweep_id}"),
         ("POST", "/api/v1/sweeps/{sweep_id}/cancel"),
         ("POST", "/api/v1/sweeps/{sweep_id}/resume"),
+        ("GET", "/api/v1/jobs"),
+        ("GET", "/api/v1/jobs/{job_id}"),
         ("GET", "/api/v1/tokens"),
         ("POST", "/api/v1/tokens"),
         ("DELETE", "/api/v1/tokens/{token_id}"),
@@ -207,6 +217,7 @@ def test_another_projects_token_cannot_touch_a_run(team: Team) -> None:
     )
     _refused(team, Route("GET", f"/api/v1/runs/{RUN}", "read"), carol, 404)
     _refused(team, Route("GET", f"/api/v1/runs/{RUN}/samples", "read"), carol, 404)
+    _refused(team, Route("GET", "/api/v1/jobs/ddp-1", "read"), carol, 404)
     for method, path in (("GET", ""), ("POST", "/cancel"), ("POST", "/resume")):
         _refused(team, Route(method, "/api/v1/sweeps/{sweep}" + path, "read"), carol, 404)
 

@@ -43,6 +43,8 @@ from carbon_jupyter.forward.outbox import Holder, Message
 
 #: Seconds the interpreter's exit may wait for every sender together.
 EXIT_BUDGET_S = 1.0
+#: How often a process at exit looks whether the lease has come free, in seconds.
+LEASE_WAIT_STEP_S = 0.05
 #: Outbox rows read at a time while sending.
 READ_ROWS = 200
 #: While another live process holds the lease, look again this often, in seconds.
@@ -300,6 +302,8 @@ class Sender:
         lease = "none"
         if conn is not None and (self._via_outbox or final):
             lease = self._persist_and_lease(conn)
+            if lease == "other" and final:
+                lease = self._await_lease(conn, deadline)
             if lease == "failed":
                 conn = None
         if conn is None and final:
@@ -382,6 +386,27 @@ class Sender:
             return "other"
         self._lease_fresh_until = self._clock() + outbox.LEASE_S / 2
         return "held"
+
+    def _await_lease(self, conn: sqlite3.Connection, deadline: float) -> str:
+        """At exit, while another process holds the lease: wait for it within the budget.
+
+        The other may be ending too (ranks of one job end together) and give the
+        lease back after its last send; what this process just left in the outbox
+        would then wait for the next process to use the file. ``held`` once taken,
+        else ``other`` (the holder lives on and sends it at its next cycle).
+        """
+        assert self._holder is not None
+        while self._clock() < deadline - LEASE_WAIT_STEP_S:
+            time.sleep(LEASE_WAIT_STEP_S)
+            try:
+                with outbox.write(conn):
+                    other = outbox.take_lease(conn, self.key, self._holder)
+            except sqlite3.Error:
+                return "other"
+            if other is None:
+                self.other_holder = None
+                return "held"
+        return "other"
 
     def _drain_outbox(self, conn: sqlite3.Connection, deadline: float) -> bool:
         """Send the outbox in order while the server takes it; give the lease back when empty.

@@ -32,6 +32,7 @@ from carbon_jupyter import __version__
 from carbon_jupyter.forward.wire import WIRE_VERSION
 from carbon_jupyter.server import metrics
 from carbon_jupyter.server.api import ingest as ingest_routes
+from carbon_jupyter.server.api import jobs as job_routes
 from carbon_jupyter.server.api import query as query_routes
 from carbon_jupyter.server.api import sweeps as sweep_routes
 from carbon_jupyter.server.api import system as system_routes
@@ -211,6 +212,7 @@ def create_app(
     app.include_router(query_routes.router)
     app.include_router(token_routes.router)
     app.include_router(sweep_routes.router)
+    app.include_router(job_routes.router)
     app.include_router(system_routes.router)
     app.add_middleware(BodyLimit, max_body_b=settings.max_body_b)
     app.add_middleware(RequestCounter, api=app)

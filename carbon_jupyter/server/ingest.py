@@ -46,9 +46,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=False, sort_keys=True, separators=(",", ":"))
 
 
-def _sweep_of(tags: Any) -> str | None:
-    sweep = tags.get("sweep") if isinstance(tags, dict) else None
-    return sweep[:64] if isinstance(sweep, str) and sweep else None
+def _tag(tags: Any, name: str) -> str | None:
+    value = tags.get(name) if isinstance(tags, dict) else None
+    return value[:64] if isinstance(value, str) and value else None
 
 
 def run_row(body: RunBody, who: Principal, now: str) -> dict[str, Any]:
@@ -90,7 +90,8 @@ def run_row(body: RunBody, who: Principal, now: str) -> dict[str, Any]:
         "metrics": _json(body.metrics),
         "hardware": _json(body.hardware),
         "versions": _json(body.versions),
-        "sweep_id": _sweep_of(body.tags),
+        "sweep_id": _tag(body.tags, "sweep"),
+        "job_id": _tag(body.tags, "job"),
         "received_at": now,
         "updated_at": now,
     }

@@ -161,6 +161,10 @@ _USER_NAME = select(users.c.name).where(users.c.id == runs.c.user_id).correlate(
 _PROJECT_NAME = select(projects.c.name).where(projects.c.id == runs.c.project_id).correlate(runs)
 
 
+#: The conditions of ``q`` and ``who``'s access, for other modules' queries on ``runs``.
+run_conditions = _conditions
+
+
 def _run_select(q: RunQuery, who: Principal) -> Select[Any]:
     return select(
         runs,

@@ -127,6 +127,8 @@ runs = Table(
     Column("versions", Text),
     #: The run's ``sweep`` tag, when it is a run of a sweep.
     Column("sweep_id", String(64)),
+    #: The run's ``job`` tag, when it is a part of a distributed job.
+    Column("job_id", String(64)),
     Column("received_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Index("ix_runs_project_started", "project_id", "started_at"),
@@ -136,6 +138,7 @@ runs = Table(
     Index("ix_runs_label", "label"),
     Index("ix_runs_host", "host"),
     Index("ix_runs_sweep", "sweep_id"),
+    Index("ix_runs_job", "job_id"),
     #: Holds every column totals by day, project, user or label read, so they come
     #: from the index alone.
     Index("ix_runs_day_totals", *TOTALS_INDEX_COLUMNS),
