@@ -53,6 +53,20 @@ def test_the_server_groups_a_job_sent_from_every_host(
             time.sleep(0.3)
         listed = httpx.get(f"{server.url}/api/v1/jobs").json()["jobs"]
         missing = httpx.get(f"{server.url}/api/v1/jobs/no-such-job")
+        # the dashboard shows the job as one run, with its hosts and parts
+        jobs_page = httpx.get(f"{server.url}/jobs")
+        job_page = httpx.get(f"{server.url}/jobs/ddp-42")
+        part_page = httpx.get(f"{server.url}/runs/{job['parts'][0]['run_id']}")
+        no_page = httpx.get(f"{server.url}/jobs/no-such-job")
+    assert jobs_page.status_code == 200 and 'href="/jobs/ddp-42"' in jobs_page.text
+    assert job_page.status_code == 200
+    for host in ("host-a", "host-b"):
+        assert f'data-host="{host}"' in job_page.text
+    assert job_page.text.count("host (CPU, RAM)") >= 2
+    assert all(f'href="/runs/{p["run_id"]}"' in job_page.text for p in job["parts"])
+    assert 'http-equiv="refresh"' not in job_page.text  # finished: no reloading
+    assert 'href="/jobs/ddp-42"' in part_page.text
+    assert no_page.status_code == 404
     assert missing.status_code == 404
     assert [j["job"] for j in listed] == ["ddp-42"] and listed[0]["hosts"] == 2
     assert sorted(job["hosts"]) == ["host-a", "host-b"]

@@ -7,7 +7,8 @@
   ``/compare?runs=ID,ID``;
 * the sweep pages (:mod:`.sweeps`): ``/sweeps``, ``/sweeps/{sweep_id}`` (a
   sweep's progress, answer, comparison and runs; Cancel, Resume) and
-  ``/sweeps/new`` (a form that submits one);
+  ``/sweeps/new`` (a form that submits one); the job pages (:mod:`.jobs`):
+  ``/jobs`` and ``/jobs/{job_id}`` (a distributed job as one run, its hosts and parts);
 * the JSON they poll (:mod:`.live`) under ``/dashboard/api/``;
 * signing in with a token (:mod:`.access`): ``/login``, ``/logout``;
 * BokehJS from the installed bokeh package at ``/static/bokeh/`` and the
@@ -46,7 +47,7 @@ def _warm() -> None:
     env = environment()
     pages = (
         "runs.html", "run.html", "compare.html", "login.html", "error.html",
-        "sweeps.html", "sweep.html", "sweep_new.html",
+        "sweeps.html", "sweep.html", "sweep_new.html", "jobs.html", "job.html",
     )  # fmt: skip
     for name in pages:
         env.get_template(name)
@@ -55,12 +56,13 @@ def _warm() -> None:
 
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages, its JSON and its static files to ``app``."""
-    from carbon_jupyter.server.dashboard import access, live, pages, sweeps
+    from carbon_jupyter.server.dashboard import access, jobs, live, pages, sweeps
 
     app.include_router(access.router)
     app.include_router(live.router)
     app.include_router(pages.router)
     app.include_router(sweeps.router)
+    app.include_router(jobs.router)
     app.mount(BOKEH_STATIC_URL, StaticFiles(directory=bokeh_js_folder()), name="bokeh-static")
     app.mount(DASHBOARD_STATIC_URL, StaticFiles(directory=STATIC), name="dashboard-static")
     _warm()
