@@ -42,7 +42,7 @@ from carbon_jupyter.forward.messages import Event, Numbering
 from carbon_jupyter.forward.outbox import Holder, Message
 
 #: Seconds the interpreter's exit may wait for every sender together.
-EXIT_BUDGET_S = 1.0
+EXIT_BUDGET_S = 2.0
 #: How often a process at exit looks whether the lease has come free, in seconds.
 LEASE_WAIT_STEP_S = 0.05
 #: Outbox rows read at a time while sending.

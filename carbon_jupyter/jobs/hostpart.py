@@ -5,11 +5,12 @@ measured by each rank they would be counted once per rank. So each rank's
 tracker starts a :class:`HostPart` beside it, and the host parts of one job
 on one host compete for a lock file (:func:`lock_path`, ``flock``): the one
 that holds it measures the host's CPU and RAM as a part of its own, tagged
-``part=host``; the others wait. The lock belongs to the process, so when the
-holder ends (or dies) the kernel releases it and another rank takes over within
-:data:`TAKEOVER_POLL_S`, starting a new host part from that moment. The host
-part hands every sample to the store as it is taken, so a holder that dies
-loses none it took: the gap is at most one sampling interval.
+``part=host``; the others wait in the kernel (a blocking ``flock``: no CPU, no
+polling). The lock belongs to the holder's open file, so when the holder ends
+(or dies) the kernel releases it and wakes a waiting rank at once, which starts
+a new host part from that moment. The host part hands every sample to the store
+as it is taken, so a holder that dies loses none it took: the gap is at most
+one sampling interval.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from typing import Any
 
 from carbon_jupyter.jobs.identity import JobIdentity
 
-#: How often a waiting rank tries the host's lock, in seconds.
-TAKEOVER_POLL_S = 0.05
 LOCK_DIR_ENV = "CARBON_JUPYTER_LOCK_DIR"
 
 
@@ -47,6 +46,7 @@ class HostPart:
         self._thread: threading.Thread | None = None
         self.tracker: Any = None
         self.held = threading.Event()
+        self._state = threading.Lock()
         self._status = "ok"
 
     def start(self) -> HostPart:
@@ -55,10 +55,16 @@ class HostPart:
         return self
 
     def stop(self, status: str = "ok", timeout_s: float = 10.0) -> None:
-        """End the host part (if this process holds it) and give the lock up."""
-        self._status = status
-        self._stop.set()
-        if self._thread is not None:
+        """End the host part if this process holds it (waiting for its run to be stored).
+
+        A rank still waiting for the lock stops waiting: when the lock comes to it,
+        it gives the lock up at once, to the next rank waiting.
+        """
+        with self._state:
+            self._status = status
+            self._stop.set()
+            holding = self.held.is_set()
+        if holding and self._thread is not None:
             self._thread.join(timeout_s)
 
     def _main(self) -> None:
@@ -68,18 +74,14 @@ class HostPart:
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a+b") as handle:
-            while True:
-                if self._stop.is_set():
-                    return
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    self._stop.wait(TAKEOVER_POLL_S)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # sleeps until the lock is ours
             try:
-                self.tracker = self._make_tracker().start()
-                self.held.set()
+                with self._state:
+                    if self._stop.is_set():
+                        return
+                    self.tracker = self._make_tracker().start()
+                    self.held.set()
                 self._stop.wait()
-                self.tracker.stop(self._status)  # type: ignore[arg-type]
+                self.tracker.stop(self._status)
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
