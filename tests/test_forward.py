@@ -122,6 +122,22 @@ def test_a_run_shows_on_the_server_while_it_runs_and_arrives_as_stored(
     assert outbox_rows(db) == []
 
 
+def test_a_metric_logged_after_the_run_reaches_the_server_too(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import carbon_jupyter as cj
+
+    _forward_to(monkeypatch, team.url, team.vision, "0.2")
+    run = _track("metric-after")
+    cj.log_metric("accuracy", 0.93)  # after the block: the run just ended gets it
+    assert _sender().flush(15)
+    found = wait_for(
+        lambda: (server_run(team.url, run.id, team.vision) or {}).get("metrics"), 15, "metrics"
+    )
+    assert found == {"accuracy": 0.93}
+    assert server_run(team.url, run.id, team.vision)["status"] == "ok"
+
+
 def test_runs_made_while_the_server_is_down_arrive_once_and_in_order_when_it_is_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

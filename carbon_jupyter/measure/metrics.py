@@ -21,7 +21,7 @@ import json
 import math
 import os
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 from carbon_jupyter.errors import ConfigError
 
@@ -94,7 +94,26 @@ def log_metric(name: str, value: float) -> None:
         )
     from carbon_jupyter.store import open_store
 
-    open_store(store_path, create=False).set_metrics(run_id, {name: number})
+    store = open_store(store_path, create=False)
+    store.set_metrics(run_id, {name: number})
+    _forward_again(store, run_id)
+
+
+def _forward_again(store: Any, run_id: str) -> None:
+    """With a team server configured, send the run again with its metrics (the run's ``PUT``)."""
+    from carbon_jupyter.forward import forwarding_sink
+    from carbon_jupyter.notices import notice_once
+
+    try:
+        sink = forwarding_sink(store.path)
+        if sink is not None:
+            sink.finish_run(store.get_run(run_id))
+    except Exception as exc:  # the metric is stored; forwarding it is a bonus
+        notice_once(
+            "metric-forward-failed",
+            f"carbon-jupyter: the metric is stored, but not sent to the team server ({exc}); "
+            "`carbon-jupyter push` sends it later",
+        )
 
 
 def forget() -> None:
