@@ -353,3 +353,25 @@ def test_a_worker_lost_mid_run_is_retried_and_its_partial_run_kept_as_lost(
     lost = next(r for r in detail["runs"] if r["status"] == "lost")
     assert "lost" in lost["error"]
     assert detail["finished"] == 1
+
+
+def test_a_sweep_run_here_and_forwarded_is_compared_on_the_server_too(
+    tmp_path: Path, script: Path, sweep_env: dict[str, str]
+) -> None:
+    with start_server(tmp_path, env=sweep_env) as server:
+        env = {**sweep_env, "CARBON_JUPYTER_SERVER": server.url}
+        done = cli(["sweep", "train.py", "-p", "n=1,2", "--metric", "score"], tmp_path, env)
+        assert done.returncode == 0, done.stderr
+        sweep_id = done.stdout.split()[1]
+        detail = wait_for(server, sweep_id, lambda d: d.get("finished") == 2)
+        listed = httpx.get(f"{server.url}/api/v1/sweeps").json()["sweeps"]
+        page = httpx.get(f"{server.url}/sweeps/{sweep_id}")
+        cancel = httpx.post(f"{server.url}/api/v1/sweeps/{sweep_id}/cancel")
+    assert detail["executor"] == "client" and detail["status"] == "done"
+    assert detail["total"] == 2 and detail["params"] == ["n=1,2"]
+    assert Counter(r["tags"]["config"] for r in detail["runs"]) == {"n=1": 1, "n=2": 1}
+    # the same comparison as the command line printed, from the forwarded runs
+    assert detail["comparison"]["answer"] in done.stdout
+    assert [s["id"] for s in listed] == [sweep_id]
+    assert page.status_code == 200 and "cancel-button" not in page.text
+    assert cancel.status_code == 409 and "--resume" in cancel.json()["detail"][0]["msg"]

@@ -242,8 +242,16 @@ def get_sweep(
 
 def _own(request: Request, sweep_id: str, who: Any) -> None:
     with _engine(request).connect() as conn:
-        if records.get(conn, sweep_id, who) is None:
-            raise _not_found(sweep_id)
+        found = records.get(conn, sweep_id, who)
+    if found is None:
+        raise _not_found(sweep_id)
+    if found["executor"] == records.CLIENT:
+        raise problem(
+            409, ["path", "sweep_id"],
+            f"sweep {sweep_id} ran on a client, not on this server: stop it with Ctrl-C there, "
+            f"resume it there with `carbon-jupyter sweep --resume {sweep_id} ...`",
+            "client_sweep",
+        )  # fmt: skip
 
 
 @router.post("/sweeps/{sweep_id}/cancel", responses={404: {"description": "no such sweep"}})

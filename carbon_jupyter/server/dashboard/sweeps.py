@@ -192,7 +192,8 @@ def _sweep(request: Request, sweep_id: str, who: Principal, open_server: bool) -
             plot_script, plot_div = embed(figure)
     active = sweep["status"] in ACTIVE
     missing = sweep["finished"] < sweep["total"]
-    may_change = who.can_ingest
+    # A sweep run on a client (and forwarded) is stopped or resumed where it runs.
+    may_change = who.can_ingest and sweep["executor"] != records.CLIENT
     return render(
         "sweep.html",
         title=f"Sweep {sweep_id}",

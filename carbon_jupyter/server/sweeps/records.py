@@ -31,6 +31,9 @@ STALE_S = 60.0
 #: Sweep states, in the order a sweep goes through them.
 STATES = ("queued", "running", "done", "cancelled", "failed")
 FINISHED = ("done", "cancelled", "failed")
+#: The ``executor`` of a sweep run on a client (``carbon-jupyter sweep`` with forwarding):
+#: the server only has its runs.
+CLIENT = "client"
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,73 @@ def get(conn: Connection, sweep_id: str, who: Principal) -> dict[str, Any] | Non
     """Sweep ``sweep_id`` as ``who`` may see it (None when it may not), with its run counts."""
     row = conn.execute(_SELECT.where(sweeps.c.id == sweep_id, _visible(who))).first()
     if row is None:
-        return None
+        return _from_runs(conn, sweep_id, who)
     out = _summary(row)
     out["counts"] = counts(conn, sweep_id)
     out["finished"] = finished_count(conn, sweep_id)
     return out
+
+
+def _run_visible(who: Principal) -> Any:
+    return True if who.is_admin else runs.c.project_id == who.project_id
+
+
+def _from_runs(conn: Connection, sweep_id: str, who: Principal) -> dict[str, Any] | None:
+    """A sweep run on a client, as its forwarded runs tell it (None when there are none)."""
+    found = conn.execute(
+        select(
+            runs.c.tags, runs.c.status, runs.c.label, runs.c.phase, runs.c.started_at,
+            runs.c.ended_at, users.c.name.label("user"), projects.c.name.label("project"),
+        )
+        .join(users, users.c.id == runs.c.user_id)
+        .join(projects, projects.c.id == runs.c.project_id)
+        .where(runs.c.sweep_id == sweep_id, _run_visible(who))
+        .order_by(runs.c.started_at)
+    ).all()  # fmt: skip
+    if not found:
+        return None
+    axes: dict[str, list[str]] = {}
+    pairs: set[tuple[str, str]] = set()
+    repeat = 1
+    for row in found:
+        tags = json.loads(row.tags or "{}")
+        pairs.add((str(tags.get("config")), str(tags.get("repeat"))))
+        if str(tags.get("repeat", "1")).isdigit():
+            repeat = max(repeat, int(tags.get("repeat", "1")))
+        for key, value in tags.items():
+            name = key.removeprefix("param.")
+            if key.startswith("param.") or key in ("threads", "gpus"):
+                values = axes.setdefault(name, [])
+                if value not in values:
+                    values.append(str(value))
+    first, last = found[0], found[-1]
+    statuses = {row.status for row in found}
+    ended = [row.ended_at for row in found if row.ended_at]
+    target = json.loads(first.tags or "{}").get("target")
+    return {
+        "id": sweep_id,
+        "status": "running" if "running" in statuses else "done",
+        "user": first.user,
+        "project": first.project,
+        "executor": CLIENT,
+        "target": {"kind": None, "name": target},
+        "params": [f"{k}={','.join(v)}" for k, v in axes.items() if k not in ("threads", "gpus")],
+        "threads": ",".join(axes["threads"]) if "threads" in axes else None,
+        "gpus": ",".join(axes["gpus"]) if "gpus" in axes else None,
+        "repeat": repeat,
+        "phase": first.phase,
+        "label": first.label,
+        "metric": None,
+        "total": len(pairs),
+        "cancel_requested": False,
+        "error": None,
+        "created_at": first.started_at,
+        "started_at": first.started_at,
+        "ended_at": max(ended) if ended and "running" not in statuses else None,
+        "counts": counts(conn, sweep_id),
+        "finished": finished_count(conn, sweep_id),
+        "last_run_at": last.started_at,
+    }
 
 
 def listing(
@@ -128,10 +193,11 @@ def listing(
     stmt = (
         _SELECT.where(_visible(who))
         .order_by(sweeps.c.created_at.desc(), sweeps.c.id)
-        .limit(limit)
-        .offset(offset)
+        .limit(limit + offset)
     )
     found = [_summary(row) for row in conn.execute(stmt)]
+    found = _with_client_sweeps(conn, who, found, limit + offset)
+    found = found[offset : offset + limit] if offset else found[:limit]
     if found:
         stmt2 = (
             select(runs.c.sweep_id, runs.c.status, func.count())
@@ -145,6 +211,27 @@ def listing(
             s["counts"] = tally.get(s["id"], {})
             s["finished"] = sum(v for k, v in s["counts"].items() if k in ("ok", "error"))
     return found
+
+
+def _with_client_sweeps(
+    conn: Connection, who: Principal, found: list[dict[str, Any]], most: int
+) -> list[dict[str, Any]]:
+    """``found`` and the sweeps run on clients (runs with no submitted sweep), newest first."""
+    stmt = (
+        select(runs.c.sweep_id, func.min(runs.c.started_at).label("first"))
+        .where(
+            runs.c.sweep_id.is_not(None),
+            _run_visible(who),
+            runs.c.sweep_id.not_in(select(sweeps.c.id)),
+        )
+        .group_by(runs.c.sweep_id)
+        .order_by(func.min(runs.c.started_at).desc())
+        .limit(most)
+    )
+    client = [_from_runs(conn, sweep_id, who) for sweep_id, _ in conn.execute(stmt)]
+    merged = found + [c for c in client if c is not None]
+    merged.sort(key=lambda s: s["created_at"], reverse=True)
+    return merged
 
 
 def counts(conn: Connection, sweep_id: str) -> dict[str, int]:
