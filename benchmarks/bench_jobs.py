@@ -37,7 +37,6 @@ import argparse
 import functools
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -48,6 +47,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from serving import fresh_server  # noqa: E402
 
 AIM_RANK_PCT = 1.0
 
@@ -75,12 +77,6 @@ else:
     share = steady()
 print(json.dumps({{"cpu_share": share}}), flush=True)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _trees(folder: Path, hosts: int) -> None:
@@ -169,33 +165,12 @@ def _requests(url: str) -> float:
 
 def _with_server(folder: Path, run: object) -> float:
     """Requests per second the round made to a fresh server."""
-    import httpx
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "carbon_jupyter", "serve", "--port", str(port),
-         "--db", str(folder / f"server-{time.time_ns()}.db"), "--executor", "none"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CARBON_JUPYTER")},
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBON_JUPYTER")}
+    db = folder / f"server-{time.time_ns()}.db"
+    with fresh_server(db, env, ["--executor", "none"]) as url:
         started = time.monotonic()
         run(server=url)  # type: ignore[operator]
         return _requests(url) / (time.monotonic() - started)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def _spread(values: list[float], scale: float = 100.0, digits: int = 3) -> str:

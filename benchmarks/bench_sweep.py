@@ -37,6 +37,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from serving import fresh_server
+
 AIM_S = 0.5
 
 SCRIPT = "import argparse\np = argparse.ArgumentParser()\np.add_argument('--i')\np.parse_args()\n"
@@ -55,44 +59,14 @@ def _timed(argv: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _server_sweep(folder: Path, target: Path, values: str, env: dict[str, str]) -> float:
     """Wall seconds of the sweep handed to a fresh server on a fresh database."""
-    import httpx
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "carbon_jupyter", "serve", "--port", str(port),
-         "--db", str(folder / f"server-{time.time_ns()}.db")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.1)
+    with fresh_server(folder / f"server-{time.time_ns()}.db", env) as url:
         return _timed(
             [sys.executable, "-m", "carbon_jupyter", "sweep", str(target), "-p", f"i={values}",
              "--server", url],
             env,
         )  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def one_round(
