@@ -166,6 +166,11 @@ class Tracker:
     while it is live; by default the shared SQLite store, ``sink=None`` keeps
     the run in memory only. ``sensors`` replaces hardware discovery (tests,
     replayed traces). ``clock`` is a monotonic clock in seconds.
+
+    ``cluster`` (a Dask ``Client``) measures every host of its cluster too, once
+    per host: the run becomes a part of a job (``job=``, else ``dask-<12 hex>``)
+    whose other parts are the cluster's hosts, grouped by
+    :func:`carbon_jupyter.job` (see :mod:`carbon_jupyter.jobs.on_dask`).
     """
 
     def __init__(
@@ -188,6 +193,7 @@ class Tracker:
         sink: RunSink | str | None = "default",
         clock: Callable[[], float] = time.monotonic,
         job: str | Literal[False] | None = None,
+        cluster: Any = None,
     ) -> None:
         settings = Settings.from_env()
         self._settings = settings
@@ -199,6 +205,14 @@ class Tracker:
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         from carbon_jupyter.jobs.identity import job_identity
 
+        #: The Dask client whose cluster's hosts are measured with this run (``cluster=``).
+        self.cluster = cluster
+        self._cluster_job: Any = None
+        self._where = {"country": country, "region": region, "intensity": intensity, "pue": pue}
+        if cluster is not None:
+            from carbon_jupyter.jobs.on_dask import cluster_job_id
+
+            job = cluster_job_id(job)
         #: The distributed job this run is a part of (None: a run of its own).
         self.job = None if job is False else job_identity(job)
         if self.job is not None:
@@ -252,7 +266,8 @@ class Tracker:
         from carbon_jupyter.jobs.parts import rank_gpus
 
         self._host_sensors = [s for s in sensors if s.info.kind != "gpu"]
-        explicit = self._gpus is not None
+        # Beside a cluster the notebook's process is the job's one rank: all its GPUs are its.
+        explicit = self._gpus is not None or self.cluster is not None
         return rank_gpus([s for s in sensors if s.info.kind == "gpu"], self.job, explicit)
 
     @property
@@ -299,6 +314,14 @@ class Tracker:
             from carbon_jupyter.jobs.parts import start_host_part
 
             self._host_part = start_host_part(self, self.job, self._host_sensors)
+        if self.cluster is not None:
+            from carbon_jupyter.jobs.on_dask import start_for
+
+            try:
+                self._cluster_job = start_for(self, self._where)
+            except BaseException as exc:
+                self.stop("error", error=str(exc))
+                raise
         return self
 
     def stop(self, status: Status = "ok", error: str | None = None) -> Run:
@@ -307,6 +330,8 @@ class Tracker:
             return self._run
         if self._sampler is None:
             raise TrackingError("stop() called before start(); call start() first")
+        if self._cluster_job is not None:  # the cluster's parts end inside this run's window
+            self._cluster_job.stop()
         self._sampler.stop()
         with self._lock:
             pending, self._pending = self._pending, []
@@ -460,7 +485,8 @@ def track(label: str | None = None, **kwargs: Any) -> _Track:
 
     Keyword arguments are those of :class:`Tracker`: ``phase``, ``items``,
     ``interval``, ``country``, ``region``, ``intensity``, ``pue``, ``gpus``,
-    ``attribution``, ``tags``. An exception inside the block is recorded
+    ``attribution``, ``tags``, ``job``, ``cluster`` (a Dask client: every host of
+    its cluster measured too). An exception inside the block is recorded
     (``status="error"``, or ``"interrupted"`` for KeyboardInterrupt) and
     propagates unchanged. A decorated function stores its latest result
     run in ``func.last_run``.

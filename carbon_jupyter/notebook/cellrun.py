@@ -6,6 +6,8 @@ measured: :func:`compile_cell` transforms the cell body (so ``%magics`` and
 traceback machinery knows (so a traceback shows the cell's own lines);
 :meth:`CompiledCell.run` executes it in ``shell.user_ns`` and returns the value
 of a final expression for IPython to display as the cell's output.
+:func:`finish_view` ends the run's view: its final plot and summary, or after a
+``--dask`` run the job of the cluster's hosts (:func:`show_job`).
 """
 
 from __future__ import annotations
@@ -66,3 +68,49 @@ def run_cell_code(shell: Any, cell: str) -> Any:
     """Compile and run ``cell`` in ``shell.user_ns``; the last expression's value or None."""
     __tracebackhide__ = True
     return compile_cell(shell, cell).run()
+
+
+def finish_view(shell: Any, view: Any, tracker: Any, run: Any, quiet: bool = False) -> None:
+    """Replace ``view`` with ``run``'s final plot and summary; beside a cluster, show the job.
+
+    A run with a cluster is the notebook's own part of a job (its GPUs): the job,
+    every host with its devices, is what the cell measured.
+    """
+    if getattr(tracker, "cluster", None) is None:
+        if view is not None:
+            view.finish(run)
+        return
+    if view is not None:
+        view.close()
+    show_job(shell, tracker, quiet)
+
+
+def show_job(shell: Any, tracker: Any, quiet: bool = False) -> Any:
+    """After a run with ``--dask``: its job as one run with its hosts, shown and kept.
+
+    The job goes into the user's namespace as ``_carbon_job`` (and is returned);
+    shown unless ``quiet``. None for a run without a cluster. A job that
+    cannot be read here (the workers store elsewhere) is said in one line.
+    """
+    if getattr(tracker, "cluster", None) is None or tracker.job is None:
+        return None
+    from carbon_jupyter.errors import CarbonError
+    from carbon_jupyter.jobs import job
+
+    job_id = tracker.job.job_id
+    try:
+        found = job(job_id, store=getattr(tracker.sink, "path", None))
+    except CarbonError as exc:
+        print(f"carbon: job {job_id}: {exc}")
+        return None
+    if shell is not None:
+        shell.user_ns["_carbon_job"] = found
+    if not quiet:
+        import html
+
+        from carbon_jupyter.jobs.show import job_text
+        from carbon_jupyter.show.display import _show
+
+        text = job_text(found)
+        _show({"text/html": f"<pre>{html.escape(text)}</pre>", "text/plain": text})
+    return found

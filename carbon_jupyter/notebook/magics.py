@@ -6,11 +6,13 @@ Load with ``%load_ext carbon_jupyter`` (or list ``carbon_jupyter`` in
 ``%%carbon [label] [--phase train|inference|other] [--items N] [--interval S]
 [--country C] [--region provider:region] [--intensity G] [--pue X] [--gpus all|0,1]
 [--attribution device|process] [--tag key=value ...] [--metric NAME[=VARIABLE] ...]
-[--no-plot] [--quiet]``
+[--dask [ADDRESS]] [--no-plot] [--quiet]``
     Track one cell: a live plot of power and cumulative CO2 while it runs,
     replaced by a static plot and a summary when it ends. ``--metric accuracy``
     stores the value of the variable ``accuracy`` when the cell ends as the
     run's metric (``--metric acc=val_accuracy`` names the variable).
+    ``--dask`` also measures each host of the Dask cluster once, and shows the job with its
+    hosts after the cell instead of a live plot (kept as ``_carbon_job``).
 
 ``%carbon start [label] [options]`` / ``%carbon stop [-o]``
     Track a run that spans several cells. ``-o`` returns the Run.
@@ -57,6 +59,7 @@ and :mod:`carbon_jupyter.show.live`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from typing import Any
@@ -68,6 +71,8 @@ from traitlets import Bool, Float, Unicode, default
 from carbon_jupyter import context
 from carbon_jupyter.errors import CarbonError
 from carbon_jupyter.notebook import options
+from carbon_jupyter.notebook.cellrun import compile_cell, finish_view
+from carbon_jupyter.notebook.options import dask_client
 from carbon_jupyter.settings import Settings
 
 
@@ -140,10 +145,8 @@ class CarbonMagics(Magics):
             if on:
                 events.register(event, callback)
             else:
-                try:
+                with contextlib.suppress(ValueError):
                     events.unregister(event, callback)
-                except ValueError:
-                    pass
         self._hooked = on
 
     def pre_run_cell(self, info: Any) -> None:
@@ -211,6 +214,7 @@ class CarbonMagics(Magics):
             tags=tags,
             notebook=context.notebook_path(),
             cell=getattr(info, "cell_id", None),
+            cluster=dask_client(options.get("dask")),
         )
 
     def _view(self, tracker: Any, args: argparse.Namespace, title: str) -> Any:
@@ -219,7 +223,8 @@ class CarbonMagics(Magics):
 
         if args.quiet:
             return None
-        mode = "none" if (args.no_plot or not self.plot) else self.display_mode
+        plot = self.plot and args.dask is None  # beside a cluster: its job, after the run
+        mode = "none" if (args.no_plot or not plot) else self.display_mode
         view = LiveView(tracker, mode=mode, title=title)
         if view.plotted:
             devices = devices_to_measure(args.gpus if args.gpus is not None else self.gpus)
@@ -231,9 +236,11 @@ class CarbonMagics(Magics):
         """Start measuring, then feed the view; a tracker that cannot start leaves no view."""
         try:
             tracker.start()
-        except BaseException:
+        except BaseException as exc:
             if view is not None:
                 view.close()
+            if isinstance(exc, CarbonError):  # a cluster that cannot be measured
+                raise UsageError(str(exc)) from None
             raise
         if view is not None:
             view.follow()
@@ -267,8 +274,6 @@ class CarbonMagics(Magics):
 
     def _carbon_cell(self, line: str, cell: str) -> Any:
         __tracebackhide__ = True
-        from carbon_jupyter.notebook.cellrun import compile_cell
-
         try:
             args = options.cell_parser().parse_args(shlex.split(line))
         except ValueError as exc:
@@ -296,10 +301,8 @@ class CarbonMagics(Magics):
             raise
         finally:
             self._log_metrics(tracker, metrics)
-            run = tracker.stop(status, error=error)
-            self.last_run = run
-            if view is not None:
-                view.finish(run)
+            run = self.last_run = tracker.stop(status, error=error)
+            finish_view(self.shell, view, tracker, run, args.quiet)
 
     def _log_metrics(self, tracker: Any, metrics: list[tuple[str, str]]) -> None:
         """``--metric NAME=VARIABLE``: the variables' values, as the run's metrics."""
@@ -334,14 +337,12 @@ class CarbonMagics(Magics):
         tracker, self._active = self._active, None
         view, self._active_view = self._active_view, None
         self._log_metrics(tracker, self._active_metrics)
-        run = tracker.stop()
-        self.last_run = run
+        run = self.last_run = tracker.stop()
         from carbon_jupyter.show import format as fmt
 
-        if view is not None:
-            view.finish(run)
-        else:
+        if view is None and tracker.cluster is None:
             print(fmt.summary(run))
+        finish_view(self.shell, view, tracker, run)
         return run if args.output else None
 
     def _cmd_sweep(self, args: argparse.Namespace) -> Any:
@@ -401,7 +402,6 @@ class CarbonMagics(Magics):
                 "%carbon compare: no finished runs match; track some cells with %%carbon first"
             )
         show_comparison(runs, by=args.by)
-        return None
 
     def _cmd_show(self, args: argparse.Namespace) -> None:
         from carbon_jupyter.show.display import show_run
@@ -415,17 +415,8 @@ class CarbonMagics(Magics):
         from carbon_jupyter.intensity import resolve
         from carbon_jupyter.store import default_db_path
 
-        for name in (
-            "interval",
-            "attribution",
-            "gpus",
-            "country",
-            "region",
-            "intensity",
-            "pue",
-            "plot",
-            "display_mode",
-        ):
+        names = ("interval", "attribution", "gpus", "country", "region", "intensity", "pue")
+        for name in (*names, "plot", "display_mode"):
             print(f"CarbonMagics.{name:<13} = {getattr(self, name)!r}")
         found = resolve(
             country=self.country, region=self.region, intensity=self.intensity, pue=self.pue

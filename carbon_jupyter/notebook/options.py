@@ -20,6 +20,51 @@ class Parser(argparse.ArgumentParser):
     def exit(self, status: int = 0, message: str | None = None) -> Any:
         raise UsageError(message or self.format_usage().strip())
 
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        namespace, extra = super().parse_known_args(*args, **kwargs)
+        _dask_or_label(namespace)
+        return namespace, extra
+
+
+def _dask_or_label(args: argparse.Namespace) -> None:
+    """``--dask train``: ``train`` is the label, not a scheduler's address."""
+    given = getattr(args, "dask", None)
+    if not given or ":" in given:
+        return
+    if getattr(args, "label", None) is not None:
+        raise UsageError(
+            f"--dask {given}: give the scheduler's address, e.g. --dask tcp://10.0.0.5:8786"
+        )
+    args.label, args.dask = given, ""
+
+
+def dask_client(address: str | None) -> Any:
+    """The Dask client ``--dask`` names: None without it, the kernel's with no address.
+
+    ``--dask ADDRESS`` connects to the scheduler at ADDRESS (the kernel's client
+    when it is connected there already).
+    """
+    if address is None:
+        return None
+    try:
+        from distributed import get_client
+    except ImportError:
+        raise UsageError(
+            "--dask needs Dask: pip install 'carbon-jupyter[dask]' (dask[distributed])"
+        ) from None
+    if not address:
+        try:
+            return get_client()
+        except ValueError:
+            raise UsageError(
+                "no Dask client in this kernel: create one with "
+                "`from dask.distributed import Client; client = Client(...)` first"
+            ) from None
+    try:
+        return get_client(address)
+    except Exception as exc:
+        raise UsageError(f"--dask {address}: no Dask scheduler there ({exc})") from None
+
 
 def _tracking_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("label", nargs="?", default=None, help="a name for the run")
@@ -35,6 +80,13 @@ def _tracking_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", help="all, or GPU indices such as 0,1")
     parser.add_argument("--attribution", choices=ATTRIBUTIONS, help="device totals or this process")
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--dask",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="measure every host of the Dask cluster too (the kernel's client, or ADDRESS)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="no live plot, summary only")
     parser.add_argument("--quiet", action="store_true", help="nothing shown; the run is stored")
     parser.add_argument(
