@@ -165,6 +165,28 @@ def test_runs_are_listed_newest_first_with_the_filters_the_store_knows(
     assert [d["quality"] for d in first["devices"]] == ["measured", "measured", "estimated"]
     assert first["estimated"] is True
 
+    # the parts of a distributed job are listed as one run with its hosts
+    for host in ("node-a", "node-b"):
+        for part, rank in (("rank", "0" if host == "node-a" else "1"), ("host", None)):
+            tags = {"job": "ddp-7", "part": part}
+            if rank is not None:
+                tags["rank"] = rank
+            _finished(
+                store, kernel="k3", host=host, tags=tags, gpu_j=3000.0 if rank else 0.0,
+                started_at="2024-05-01T13:00:00+00:00",
+            )  # fmt: skip
+    listed = get("runs", kernel="k3")["runs"]
+    assert len(listed) == 1
+    (job,) = listed
+    assert job["id"] == "ddp-7" and job["tags"]["hosts"] == "2" and job["tags"]["parts"] == "4"
+    assert job["host"] == "node-a, node-b"
+    # each host's CPU and RAM once (from its host part), each rank's GPU once
+    assert job["cpu_energy_j"] == pytest.approx(2 * 800.0)
+    assert job["ram_energy_j"] == pytest.approx(2 * 100.0)
+    assert job["gpu_energy_j"] == pytest.approx(2 * 3000.0)
+    assert {d["device_id"].split("/")[0] for d in job["devices"]} == {"node-a", "node-b"}
+    assert get("runs/ddp-7")["run"]["energy_j"] == pytest.approx(job["energy_j"])
+
     code, message = get_error("runs", limit="many")
     assert code == 400
     assert "limit='many' is not a whole number" in message

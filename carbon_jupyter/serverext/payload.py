@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carbon_jupyter.model import Intensity, Run, Sample, method_quality
 from carbon_jupyter.serverext.machine import MachineReading
+
+if TYPE_CHECKING:
+    from carbon_jupyter.jobs.group import Job
 
 
 def finite(value: float | None) -> float | None:
@@ -99,5 +102,62 @@ def machine_json(reading: MachineReading) -> dict[str, Any]:
                 "power_w": finite(d.power_w),
             }
             for d in reading.devices
+        ],
+    }
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """A distributed job as the sidebar lists a run: its totals, its hosts' devices once each.
+
+    ``id`` is the job's id and ``tags`` carry ``job``, ``hosts`` and ``parts``, so the
+    sidebar shows a job as one run with its hosts.
+    """
+    return {
+        "id": job.job_id,
+        "label": f"job {job.job_id}" + (f": {job.label}" if job.label else ""),
+        "phase": job.phase,
+        "items": None,
+        "status": job.status,
+        "started_at": job.started_at,
+        "ended_at": job.ended_at,
+        "duration_s": finite(job.duration_s),
+        "attribution": "device",
+        "energy_j": finite(job.energy_j),
+        "cpu_energy_j": finite(job.cpu_energy_j),
+        "gpu_energy_j": finite(job.gpu_energy_j),
+        "ram_energy_j": finite(job.ram_energy_j),
+        "co2_g": finite(job.co2_g),
+        "estimated": any(
+            method_quality(str(d["method"])) == "estimated"
+            for h in job.hosts.values()
+            for d in h.devices.values()
+        ),
+        "intensity": None,
+        "notebook": None,
+        "cell": None,
+        "kernel": None,
+        "user": None,
+        "host": ", ".join(sorted(job.hosts)),
+        "error": next((p.error for p in job.parts if p.error), None),
+        "warnings": [],
+        "tags": {
+            "job": job.job_id,
+            "hosts": str(len(job.hosts)),
+            "parts": str(len(job.parts)),
+        },
+        "devices": [
+            {
+                "device_id": f"{host}/{device_id}",
+                "kind": d["kind"],
+                "name": f"{d['kind']} on {host}",
+                "method": d["method"],
+                "quality": method_quality(str(d["method"])),
+                "energy_j": finite(d["energy_j"]),
+                "process_energy_j": None,
+                "mean_power_w": None,
+                "error": None,
+            }
+            for host, totals in sorted(job.hosts.items())
+            for device_id, d in sorted(totals.devices.items())
         ],
     }

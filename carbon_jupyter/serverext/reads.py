@@ -24,7 +24,13 @@ from typing import Any
 
 from carbon_jupyter.errors import CarbonError
 from carbon_jupyter.model import Run
-from carbon_jupyter.serverext.payload import finite, intensity_json, run_json, sample_json
+from carbon_jupyter.serverext.payload import (
+    finite,
+    intensity_json,
+    job_json,
+    run_json,
+    sample_json,
+)
 from carbon_jupyter.store import RunFilter, RunNotFoundError, Store
 
 TOTAL_FIELDS = (
@@ -51,7 +57,23 @@ def list_runs(store: Store | NoStore, limit: int, **filters: Any) -> dict[str, A
         RunFilter(**filters).where()  # a filter that cannot be used is still refused
         return {"runs": []}
     runs = store.runs(limit=limit, **filters)
-    return {"runs": [run_json(r) for r in runs]}
+    return {"runs": _jobs_as_one(store, runs)}
+
+
+def _jobs_as_one(store: Store, runs: list[Run]) -> list[dict[str, Any]]:
+    """The runs as the sidebar lists them: the parts of a distributed job as one entry."""
+    from carbon_jupyter.jobs.group import group
+
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for run in runs:
+        job_id = run.tags.get("job")
+        if job_id is None:
+            out.append(run_json(run))
+        elif job_id not in seen:
+            seen.add(job_id)
+            out.append(job_json(group(job_id, store.iter_runs(tag={"job": job_id}))))
+    return out
 
 
 def one_run(store: Store | NoStore, run_id: str, with_samples: bool) -> dict[str, Any]:
@@ -61,13 +83,27 @@ def one_run(store: Store | NoStore, run_id: str, with_samples: bool) -> dict[str
             f"No run with id {run_id!r}: there is no run store at {store.path} yet (any "
             "tracked run creates it)."
         )
-    run = store.get_run(run_id)
+    try:
+        run = store.get_run(run_id)
+    except RunNotFoundError:
+        job = _job(store, run_id)
+        if job is None:
+            raise
+        return {"run": job, "samples": [], "cursor": 0} if with_samples else {"run": job}
     payload: dict[str, Any] = {"run": run_json(run)}
     if with_samples:
         found = store.samples(run.id)
         payload["samples"] = [sample_json(s) for s in found]
         payload["cursor"] = len(found)
     return payload
+
+
+def _job(store: Store, job_id: str) -> dict[str, Any] | None:
+    """Job ``job_id`` as one entry, when the store has parts of it."""
+    from carbon_jupyter.jobs.group import group
+
+    parts = list(store.iter_runs(tag={"job": job_id}))
+    return job_json(group(job_id, parts)) if parts else None
 
 
 def current_run(store: Store, kernel_id: str) -> Run | None:
