@@ -3,13 +3,18 @@
 * The TypeScript of ``labextension/`` is linted (eslint, prettier) and its unit
   tests run (``npm run lint``, ``npm test``) wherever its ``node_modules`` were
   installed, which ``pip install -e .`` does through hatch-jupyter-builder.
-* The wheel check (``slow``, about 30 s with a warm pip cache, 1-2 min cold)
+* The wheel check (``slow``, about 45 s with a warm pip cache, 1-2 min cold)
   builds the wheel with ``pip wheel . --no-deps --no-build-isolation`` (using
   the labextension already built into ``carbon_jupyter/labextension``),
   installs it with JupyterLab into a fresh virtual environment whose ``PATH``
   holds no Node, and asks ``jupyter labextension list`` and ``jupyter server
-  extension list`` whether the sidebar is there and enabled. It needs the
-  package index (or a pip cache) for the dependencies.
+  extension list`` whether the sidebar is there and enabled; then runs
+  ``carbon-jupyter demo`` there, whose notebook must have come in the package.
+  It needs the package index (or a pip cache) for the dependencies.
+* A checkout without Node (a copy without ``node_modules`` and without the
+  built sidebar, a ``PATH`` without npm) builds the Python package without the
+  sidebar, and ``pip wheel -v`` shows one line saying so, not a traceback
+  (about 2 s, offline: ``--no-build-isolation``).
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ def test_the_wheel_installs_without_node_and_enables_the_sidebar(tmp_path: Path)
     assert lab + "install.json" in names
     assert any(n.startswith(lab + "static/remoteEntry.") for n in names)
     assert shared + "etc/jupyter/jupyter_server_config.d/carbon_jupyter.json" in names
+    assert "carbon_jupyter/examples/quickstart.ipynb" in names  # for carbon-jupyter demo
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
@@ -95,3 +101,66 @@ def test_the_wheel_installs_without_node_and_enables_the_sidebar(tmp_path: Path)
     server = _run([python, "-m", "jupyter", "server", "extension", "list"], tmp_path, env)
     assert re.search(r"carbon_jupyter enabled", server), server
     assert re.search(r"carbon_jupyter \S+ OK", server), server
+
+    # The README's first command, from the wheel: the notebook it runs came in the package.
+    demo = _run([str(bin_dir / "carbon-jupyter"), "demo", "--output-dir", "demo"], tmp_path, env)
+    shipped = (
+        r"^Running (?:\S*/)?venv/lib/\S+/site-packages/carbon_jupyter/examples/quickstart.ipynb "
+    )
+    assert re.search(shipped, demo, re.MULTILINE), demo
+    assert re.search(r"^predict\s+inference\s", demo, re.MULTILINE), demo
+    assert (tmp_path / "demo" / "report.html").is_file()
+    assert "open it live: jupyter lab demo/quickstart.ipynb" in demo  # a copy to edit
+    assert (tmp_path / "demo" / "quickstart.ipynb").is_file()
+
+
+#: What a fresh checkout holds that the build can use: no virtual environment, no Node
+#: packages, nothing built (the sidebar in carbon_jupyter/labextension least of all).
+NOT_IN_A_CHECKOUT = {
+    ".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache",
+    ".pytest_cache", ".hypothesis", "test-artifacts", "dist", "build",
+}  # fmt: skip
+
+
+def _fresh_checkout(target: Path) -> Path:
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        left_out = {n for n in names if n in NOT_IN_A_CHECKOUT}
+        if Path(folder) == REPO / "carbon_jupyter":
+            left_out.add("labextension")
+        if Path(folder) == LABEXTENSION:
+            left_out.update({"lib", "tsconfig.tsbuildinfo"})
+        return left_out
+
+    return Path(shutil.copytree(REPO, target, ignore=ignore))
+
+
+@pytest.mark.timeout(120)
+def test_a_checkout_without_npm_builds_the_package_without_the_sidebar(tmp_path: Path) -> None:
+    pytest.importorskip("hatch_jupyter_builder")
+    hatch_build = pytest.importorskip("hatch_build")  # the checkout's build hook
+    checkout = _fresh_checkout(tmp_path / "checkout")
+    assert not (checkout / "carbon_jupyter" / "labextension").exists()
+    no_node = tmp_path / "bin"
+    no_node.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HATCH_JUPYTER_BUILDER")}
+    env.update(PATH=str(no_node), PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INDEX="1")
+    assert shutil.which("npm", path=env["PATH"]) is None
+
+    dist = tmp_path / "dist"
+    output = _run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-v",
+         "-w", str(dist)],
+        cwd=checkout, env=env, timeout_s=100,
+    )  # fmt: skip
+    assert "Traceback" not in output and "Could not find cmd" not in output, output
+    said = [line.strip() for line in output.splitlines() if "npm" in line]
+    assert said == [hatch_build.NO_NPM], output
+    assert "no JupyterLab sidebar" in said[0] and "install Node.js" in said[0]
+
+    (wheel,) = dist.glob("carbon_jupyter-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "carbon_jupyter/cli/demo.py" in names
+    assert "carbon_jupyter/examples/quickstart.ipynb" in names
+    assert not [n for n in names if "labextension" in n], "sidebar files without a sidebar"
+    shared = "carbon_jupyter-{}.data/data/".format(wheel.name.split("-")[1])
+    assert shared + "etc/jupyter/jupyter_server_config.d/carbon_jupyter.json" in names

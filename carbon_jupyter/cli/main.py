@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from carbon_jupyter import __version__
+from carbon_jupyter.cli import demo as demo_cli
 from carbon_jupyter.cli import forward as forward_cli
 from carbon_jupyter.cli import run as run_cli
 from carbon_jupyter.cli import server as server_cli
@@ -408,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_cli.register(sub)
     sweep_cli.register(sub)
     run_cli.register(sub, _location_args)
+    demo_cli.register(sub)
     return parser
 
 
