@@ -27,10 +27,8 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +40,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from serving import fresh_server
 from sqlalchemy import Engine, insert, select
 
 from carbon_jupyter.server import queries, rollup
@@ -56,12 +56,6 @@ PAGE_AIM_MS = 200.0
 TOTALS_AIM_MS = 50.0
 USERS, PROJECTS, LABELS, HOSTS = 40, 8, 200, 12
 BATCH = 10_000
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def iso(moment: datetime) -> str:
@@ -138,31 +132,9 @@ def fill(engine: Engine, count: int, seed: int = 7) -> None:
 @contextmanager
 def server(db: Path) -> Iterator[str]:
     """A server process on 127.0.0.1 for ``db``; its base URL once /healthz answers."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARBON_JUPYTER_")}
-    command = [sys.executable, "-m", "carbon_jupyter", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--db", str(db)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the server exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not answer /healthz within 60 s")
-            time.sleep(0.05)
+    with fresh_server(db, env) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def timed_get(client: httpx.Client, path: str) -> float:

@@ -35,6 +35,8 @@ def fresh_server(db: Path, env: dict[str, str], args: Sequence[str] = ()) -> Ite
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the server exited with {server.returncode}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
@@ -42,7 +44,7 @@ def fresh_server(db: Path, env: dict[str, str], args: Sequence[str] = ()) -> Ite
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not start")
-            time.sleep(0.1)
+            time.sleep(0.05)
         yield url
     finally:
         server.terminate()

@@ -303,23 +303,10 @@ _CANVASES_JS = """
 @contextlib.contextmanager
 def chromium_page() -> Iterator[Any]:
     """A page in Debian's Chromium driven by Playwright (skipped without them, failed on CI)."""
-    from tests.browser.conftest import CHROMIUM_ARGS, chromium_path, unavailable
+    from tests.browser.conftest import headless_chromium
 
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install playwright)")
-    executable = chromium_path()
-    if executable is None:
-        unavailable("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser.new_context(viewport={"width": 1400, "height": 1000})
-        finally:
-            browser.close()
+    with headless_chromium() as browser:
+        yield browser.new_context(viewport={"width": 1400, "height": 1000})
 
 
 def console_error(message: Any, errors: list[str]) -> None:

@@ -925,3 +925,23 @@ class CarbonPanel:
             "error": self.text(self.error) if self.error.count() else None,
         }
         return f"panel: {parts}\n{self.lab.diagnose()}"
+
+
+@contextlib.contextmanager
+def headless_chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (skipped without them, failed on CI)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (pip install playwright)")
+    executable = chromium_path()
+    if executable is None:
+        unavailable("chromium is not installed (apt-get install chromium)")
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
