@@ -181,6 +181,10 @@ def test_each_host_counts_its_cpu_and_ram_once_and_each_gpu_once(
         assert host.energy_j == pytest.approx(
             host.cpu_energy_j + host.ram_energy_j + host.gpu_energy_j
         )
+        # each rank keeps its share of the host's CPU (tests/test_jobs_share.py)
+        shares = [p.cpu_share for p in on_host]
+        assert all(s is not None for s in shares) and sum(s or 0.0 for s in shares) <= 1.02
+        assert host.cpu_process_energy_j <= host.cpu_energy_j + 1e-6
     assert job.energy_j == pytest.approx(sum(h.energy_j for h in job.hosts.values()))
     assert job.cpu_energy_j == pytest.approx(sum(h.cpu_energy_j for h in job.hosts.values()))
     assert job.co2_g == pytest.approx(sum(h.co2_g for h in job.hosts.values()))

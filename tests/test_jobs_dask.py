@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 import time
@@ -322,3 +323,81 @@ def test_dask_option_takes_an_address_or_leaves_the_label() -> None:
 def test_a_cluster_run_cannot_leave_its_job() -> None:
     with pytest.raises(ConfigError, match="cluster="):
         cj.track("x", cluster=object(), job=False)
+
+
+def lines_of(page: str) -> set[str]:
+    """The hosts a power plot draws, from its lines' names (``HOST DEVICES (METHOD)``)."""
+    names = re.findall(r'"name":"([\w.-]+) cpu:0\+ram:dram0 \(rapl\)"', page)
+    return set(names)
+
+
+def live_outputs(outputs: list[Any]) -> list[str]:
+    """The live plot's HTML, as shown and as each update replaced it, in order."""
+    return [
+        o.data["text/html"]
+        for o in outputs
+        if o.data.get("text/plain", "").startswith("carbon: measuring")
+    ]
+
+
+def test_dask_cell_draws_one_line_per_host_live(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.utils.capture import capture_output
+
+    from carbon_jupyter.jobs.hostfeed import HostsFeed
+    from carbon_jupyter.measure.tracker import Tracker
+    from carbon_jupyter.show import embed
+
+    monkeypatch.setenv("CARBON_JUPYTER_DISPLAY", "html")
+    monkeypatch.setattr(embed, "_loaded", None)
+    client = cluster.client
+
+    def add_host_c() -> None:
+        cluster.start_worker("host-c")
+        client.wait_for_workers(5, timeout=60)
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "carbon_jupyter")
+        shell.user_ns.update(client=client, add_host_c=add_host_c)
+        with capture_output() as cap:
+            result = shell.run_cell(
+                f"%%carbon train --dask --interval {INTERVAL_S}\n"
+                "import time\ntime.sleep(2.2)\nadd_host_c()\ntime.sleep(2.2)\n"
+            )
+        assert result.success, result.error_in_exec
+        job = shell.user_ns["_carbon_job"]
+    finally:
+        shell.run_line_magic("unload_ext", "carbon_jupyter")
+        InteractiveShell.clear_instance()
+    shown = live_outputs(cap.outputs)
+    assert len(shown) >= 3, "the plot was not updated while the cell ran"
+    # one line per host (two workers on host-a: one line), its devices once, and how
+    # they were obtained; a host that joined mid-cell gets its line from then on
+    assert lines_of(shown[0]) == {"host-a", "host-b", NOTEBOOK}
+    assert lines_of(shown[-1]) == {"host-a", "host-b", "host-c", NOTEBOOK}
+    # the live plot became the hosts' static plot above the job
+    final = cap.outputs[-1]
+    assert final.update and "data-root-id" in final.data["text/html"]
+    assert lines_of(final.data["text/html"]) == {"host-a", "host-b", "host-c", NOTEBOOK}
+    assert final.data["text/plain"].startswith(f"job {job.job_id} (train): ok, 4 host(s)")
+    assert "host host-a" in final.data["text/html"]
+    assert sorted(job.hosts) == ["host-a", "host-b", "host-c", NOTEBOOK]
+
+    # the lines' figures: each host at its own power, its energy what its parts stored
+    tracker = Tracker("fed", cluster=client, interval=INTERVAL_S).start()
+    feed = HostsFeed(tracker).start()
+    time.sleep(3.0)
+    feed.stop()
+    feed.poll()  # a point just before the end
+    fed = cj.job(tracker.stop().tags["job"])
+    last = {s.device_id: s for s in feed.history()[-len(fed.hosts) :]}
+    assert len({s.t_s for s in last.values()}) == 1  # one point per host per poll
+    assert sorted(last) == sorted(fed.hosts)
+    for host, sample in last.items():
+        assert sample.power_w == pytest.approx(CPU_W[host] + DRAM_W, rel=0.15), host
+        assert sample.energy_j <= fed.hosts[host].energy_j * 1.01
+        assert sample.energy_j >= fed.hosts[host].energy_j * 0.8
+    devices = {d.device_id: d for d in feed.devices}
+    assert devices["host-a"].name == "cpu:0+ram:dram0" and devices["host-a"].method == "rapl"

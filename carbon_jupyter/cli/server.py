@@ -1,11 +1,12 @@
 """``carbon-jupyter serve``: the team server, and its tokens.
 
 ``carbon-jupyter serve [--host 127.0.0.1] [--port 8787] [--db PATH|postgresql://...]
-[--workers N] [--max-body BYTES] [--max-batch N]``
+[--workers N] [--max-body BYTES] [--max-batch N] [--lost-after SECONDS]``
     Bring the database up to date (Alembic), then serve the API, the
     dashboard and ``/metrics`` with uvicorn. Without any token the server is
     open to everyone who can reach it, so it then refuses a host other than
-    a loopback address.
+    a loopback address. A running part of a distributed job that the server
+    has heard nothing from for ``--lost-after`` seconds is shown ``lost``.
 ``carbon-jupyter serve token create --user NAME --project NAME [--scope ingest|read|admin]``
     Print a new token (only the token, on stdout; what it is on stderr). The
     server keeps only its SHA-256, so it is shown this once.
@@ -51,6 +52,23 @@ def _whole(low: int, high: int, what: str) -> Any:
         return value
 
     return parse
+
+
+def _lost_after(text: str) -> float:
+    """``--lost-after``: seconds within the server's bounds, else argparse's one line."""
+    from carbon_jupyter.server.config import DEFAULT_LOST_AFTER_S, LOST_AFTER_RANGE_S
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    low, high = LOST_AFTER_RANGE_S
+    if not low <= value <= high:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds: give seconds from {low:.0f} to {high:.0f} "
+            f"(default {DEFAULT_LOST_AFTER_S:g})"
+        )
+    return value
 
 
 def register(sub: Any) -> None:
@@ -100,6 +118,14 @@ def register(sub: Any) -> None:
         default=None,
         help="the URL the hosts running sweeps reach this server at (default: from --host and "
         "--port; CARBON_JUPYTER_SERVER_URL)",
+    )
+    serve.add_argument(
+        "--lost-after",
+        type=_lost_after,
+        default=None,
+        metavar="SECONDS",
+        help="show a running part of a job lost after this many seconds without word from it "
+        "(600; CARBON_JUPYTER_SERVER_LOST_AFTER_S)",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)
@@ -277,6 +303,7 @@ def _serve(args: argparse.Namespace) -> int:
         URL_ENV,
         ServerSettings,
         check_executor_text,
+        lost_after_from_env,
         server_url,
     )
     from carbon_jupyter.server.db.engine import describe, migrate, open_database
@@ -287,12 +314,14 @@ def _serve(args: argparse.Namespace) -> int:
         args.executor or os.environ.get(EXECUTOR_ENV, "").strip() or "local"
     )
     url = server_url(args.host, args.port, args.url or os.environ.get(URL_ENV, "").strip() or None)
+    lost_after_s = args.lost_after if args.lost_after is not None else lost_after_from_env()
     settings = ServerSettings(
         db=db,
         max_body_b=args.max_body or defaults.max_body_b,
         max_batch=args.max_batch or defaults.max_batch,
         executor=executor,
         url=url,
+        lost_after_s=lost_after_s,
     )
     engine = open_database(db)
     try:
@@ -312,7 +341,8 @@ def _serve(args: argparse.Namespace) -> int:
     access = "tokens required" if guarded else "open (no tokens; loopback only)"
     print(
         f"carbon-jupyter server on http://{args.host}:{args.port}/ with {where}, "
-        f"{args.workers} worker(s), {access}, sweeps: {executor}",
+        f"{args.workers} worker(s), {access}, sweeps: {executor}, "
+        f"parts lost after {lost_after_s:g} s without word",
         file=sys.stderr,
         flush=True,
     )

@@ -15,7 +15,19 @@ adds them up:
   grids);
 - ``status``: ``running`` while any part runs; else ``error`` or
   ``interrupted`` if a rank part ended so, ``lost`` if a part was lost (its
-  process died; its energy up to its last stored sample is kept), else ``ok``.
+  process died; its energy up to its last stored sample is kept), else ``ok``;
+- each rank part's ``cpu_share``: its process tree's CPU seconds over its
+  host's busy CPU seconds during its run (the tags that
+  :mod:`carbon_jupyter.jobs.share` stores), and ``cpu_process_energy_j``: that
+  share of the CPU energy its host's parts measured over the rank's span (a
+  host part that overlaps it in part counts pro rata of time). The share of busy
+  time over the whole run is applied to the whole energy, as process
+  attribution does interval by interval: a rank busy at the start and idle
+  later gets the run's average, not the energy of its busy moments. Should the
+  ranks of a host (runs of different spans) add up to more than its CPU energy,
+  their energies are scaled down to it. ``HostTotals.cpu_process_energy_j``
+  adds up its ranks'; the rest is the host's other processes and idle time not
+  spent by any rank.
 
 It is a pure function of the runs, so the store (:func:`load`), the server
 and every view group a job the same way.
@@ -25,10 +37,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from carbon_jupyter.errors import ConfigError
+from carbon_jupyter.jobs.share import read_share
 from carbon_jupyter.measure.integrate import co2_g as co2_of
 from carbon_jupyter.model import Run
 
@@ -56,6 +69,11 @@ class JobPart:
     #: ``(device_id, kind, method, energy_j)`` of each device the part measured.
     devices: tuple[tuple[str, str, str, float], ...] = ()
     error: str | None = None
+    #: A rank's CPU seconds over its host's busy CPU seconds during its run (0..1);
+    #: None for a host part, or when unknown (a rank still running, or lost).
+    cpu_share: float | None = None
+    #: ``cpu_share`` of its host's CPU energy over the rank's span (None as above).
+    cpu_process_energy_j: float | None = None
 
 
 @dataclass
@@ -71,6 +89,8 @@ class HostTotals:
     ranks: list[int] = field(default_factory=list)
     #: ``{device_id: {"kind", "method", "energy_j"}}``, each device once.
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The CPU energy its ranks used, by their CPU shares (those whose share is known).
+    cpu_process_energy_j: float = 0.0
 
 
 @dataclass
@@ -163,13 +183,15 @@ def group(job_id: str, runs: Iterable[Run]) -> Job:
     chosen = sorted((r for r in runs if r.tags.get("job") == job_id), key=lambda r: r.started_at)
     if not chosen:
         raise ConfigError(f"no runs of job {job_id!r}: check the job id (`carbon-jupyter runs`)")
-    parts = [_part(r) for r in chosen]
+    parts = _with_cpu_shares(chosen, [_part(r) for r in chosen])
     hosts: dict[str, HostTotals] = {}
     best_gpu: dict[tuple[str, str], tuple[float, JobPart, str, str, Run]] = {}
     for run, part in zip(chosen, parts, strict=True):
         totals = hosts.setdefault(part.host, HostTotals(part.host))
         if part.kind == "rank" and part.rank is not None:
             totals.ranks.append(part.rank)
+        if part.cpu_process_energy_j is not None:
+            totals.cpu_process_energy_j += part.cpu_process_energy_j
         for device_id, kind, method, energy_j in part.devices:
             if kind != "gpu":  # a host part's CPU or RAM (a rank part counts only GPUs)
                 entry = totals.devices.setdefault(
@@ -215,6 +237,63 @@ def group(job_id: str, runs: Iterable[Run]) -> Job:
         parts=parts,
         world_size=int(world) if world and world.isdigit() else None,
     )
+
+
+def _span_s(part: JobPart) -> tuple[float, float] | None:
+    """(start, end) of ``part`` in seconds since the epoch; None if its start is unreadable."""
+    from carbon_jupyter.store.rows import parse_time
+
+    try:
+        start_s = parse_time(part.started_at).timestamp()
+    except ValueError:
+        return None
+    return start_s, start_s + max(0.0, part.duration_s)
+
+
+#: A host part's span (start and end, in seconds since the epoch) and its CPU energy.
+_Measured = tuple[tuple[float, float], float]
+
+
+def _host_cpu_j(span: tuple[float, float], host_parts: Sequence[_Measured]) -> float:
+    """The CPU energy ``host_parts`` measured over ``span``, pro rata of time."""
+    total_j = 0.0
+    for (start_s, end_s), cpu_j in host_parts:
+        overlap_s = min(span[1], end_s) - max(span[0], start_s)
+        if overlap_s > 0:
+            total_j += cpu_j * min(1.0, overlap_s / (end_s - start_s))
+    return total_j
+
+
+def _with_cpu_shares(runs: Sequence[Run], parts: Sequence[JobPart]) -> list[JobPart]:
+    """``parts`` with each rank's CPU share and the CPU energy it stands for (module docstring)."""
+    measured: dict[str, list[_Measured]] = {}
+    cap_j: dict[str, float] = {}
+    for part in parts:
+        if part.kind == "host":
+            cap_j[part.host] = cap_j.get(part.host, 0.0) + part.cpu_energy_j
+            span = _span_s(part)
+            if span is not None and span[1] > span[0]:
+                measured.setdefault(part.host, []).append((span, part.cpu_energy_j))
+    out = list(parts)
+    spent: dict[str, list[int]] = {}
+    for n, (run, part) in enumerate(zip(runs, parts, strict=True)):
+        share = read_share(run.tags) if part.kind == "rank" else None
+        if share is None:
+            continue
+        energy_j = None
+        if part.host in cap_j:
+            span = _span_s(part)
+            on_host = measured.get(part.host, [])
+            energy_j = share * _host_cpu_j(span, on_host) if span is not None else 0.0
+            spent.setdefault(part.host, []).append(n)
+        out[n] = replace(part, cpu_share=share, cpu_process_energy_j=energy_j)
+    for host, ranks in spent.items():
+        spent_j = sum(out[n].cpu_process_energy_j or 0.0 for n in ranks)
+        if spent_j > cap_j[host]:  # ranks of different spans: scaled down to the host's
+            for n in ranks:
+                energy_j = (out[n].cpu_process_energy_j or 0.0) * cap_j[host] / spent_j
+                out[n] = replace(out[n], cpu_process_energy_j=energy_j)
+    return out
 
 
 def _end_s(run: Run, first: Run) -> float:

@@ -11,6 +11,13 @@ polling). The lock belongs to the holder's open file, so when the holder ends
 a new host part from that moment. The host part hands every sample to the store
 as it is taken, so a holder that dies loses none it took: the gap is at most
 one sampling interval.
+
+Two optional hooks let the caller act on the edges of a part's life without
+holding up the lock: ``on_taken`` runs in the host part's thread once the lock
+came to this process and its tracker started; ``on_stopped`` runs in the thread
+that calls :meth:`HostPart.stop`, after the host part (if held) has ended. Both
+must not raise (:mod:`carbon_jupyter.jobs.lost` uses them to tell the team
+server about the parts of dead processes).
 """
 
 from __future__ import annotations
@@ -37,11 +44,23 @@ def lock_path(identity: JobIdentity) -> Path:
 
 
 class HostPart:
-    """Competes for the host's lock; while held, runs the tracker ``make_tracker`` builds."""
+    """Competes for the host's lock; while held, runs the tracker ``make_tracker`` builds.
 
-    def __init__(self, identity: JobIdentity, make_tracker: Callable[[], Any]) -> None:
+    ``on_taken`` and ``on_stopped`` are the hooks of the module docstring.
+    """
+
+    def __init__(
+        self,
+        identity: JobIdentity,
+        make_tracker: Callable[[], Any],
+        *,
+        on_taken: Callable[[], None] | None = None,
+        on_stopped: Callable[[], None] | None = None,
+    ) -> None:
         self.identity = identity
         self._make_tracker = make_tracker
+        self._on_taken = on_taken
+        self._on_stopped = on_stopped
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.tracker: Any = None
@@ -58,14 +77,18 @@ class HostPart:
         """End the host part if this process holds it (waiting for its run to be stored).
 
         A rank still waiting for the lock stops waiting: when the lock comes to it,
-        it gives the lock up at once, to the next rank waiting.
+        it gives the lock up at once, to the next rank waiting. ``on_stopped`` runs
+        once, at the first call.
         """
         with self._state:
+            first = not self._stop.is_set()
             self._status = status
             self._stop.set()
             holding = self.held.is_set()
         if holding and self._thread is not None:
             self._thread.join(timeout_s)
+        if first and self._on_stopped is not None:
+            self._on_stopped()
 
     def _main(self) -> None:
         import fcntl
@@ -81,6 +104,8 @@ class HostPart:
                         return
                     self.tracker = self._make_tracker().start()
                     self.held.set()
+                if self._on_taken is not None:
+                    self._on_taken()
                 self._stop.wait()
                 self.tracker.stop(self._status)
             finally:

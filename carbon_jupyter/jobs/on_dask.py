@@ -10,9 +10,11 @@ it measures every device of its host (CPU packages, RAM and GPUs) as a run
 tagged ``job``, ``part=host``, ``host``, ``launcher=dask`` and
 ``worker=<address>``, handing each sample to its store as it is taken.
 Several worker processes on one machine so measure it once; when the
-measuring worker leaves (or dies), another worker on that host takes over
-within :data:`~carbon_jupyter.jobs.hostpart.TAKEOVER_POLL_S`. A worker on the
-notebook's machine shares that machine's lock with the notebook.
+measuring worker leaves (or dies), another worker on that host takes over at
+once (the kernel hands it the lock). A worker on the notebook's machine shares
+that machine's lock with the notebook. While the cell runs, the notebook asks
+the measuring workers for their newest samples (:func:`worker_reading`) to
+draw one line per host (:mod:`carbon_jupyter.jobs.hostfeed`).
 
 :meth:`ClusterJob.stop` unregisters the plugin and returns once every worker
 has stored its final run. Should the notebook's kernel die (or restart) first,
@@ -40,6 +42,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from carbon_jupyter import context
 from carbon_jupyter.errors import ConfigError, TrackingError
+from carbon_jupyter.jobs.hostfeed import NewestSamples, as_plain
 from carbon_jupyter.jobs.hostpart import HostPart, lock_path
 from carbon_jupyter.jobs.identity import JobIdentity, check_job_id
 from carbon_jupyter.notices import notice_once
@@ -132,6 +135,7 @@ class HostsPlugin(WorkerPlugin):
         self.part: HostPart | None = None
         self._closing: threading.Event | None = None
         self._acquired: threading.Event | None = None
+        self._newest: NewestSamples | None = None
 
     def identity(self) -> JobIdentity:
         """This worker's place in the job: a host part, no rank."""
@@ -202,12 +206,33 @@ class HostsPlugin(WorkerPlugin):
         if self._closing is not None:
             self._closing.set()
 
+    def reading(self) -> dict[str, Any] | None:
+        """The newest sample of each device this worker measures, as plain data; None if none."""
+        from carbon_jupyter.measure.tracker import Tracker
+
+        part = self.part
+        tracker = part.tracker if part is not None and part.held.is_set() else None
+        if part is None or not isinstance(tracker, Tracker) or not tracker.running:
+            return None
+        if self._newest is None or self._newest.run_id != tracker.id:
+            self._newest = NewestSamples(tracker)
+        return as_plain(self._newest.reading(part.identity.host))
+
     def stop(self) -> None:
         """Store the host part's final run (when this worker holds it) and leave the lock."""
         self.closing()
+        newest, self._newest = self._newest, None
+        if newest is not None:
+            newest.close()
         part, self.part = self.part, None
         if part is not None:
             part.stop()
+
+
+def worker_reading(name: str, dask_worker: Any = None) -> dict[str, Any] | None:
+    """On a worker (``client.run``): what plugin ``name`` measures now (see :mod:`.hostfeed`)."""
+    plugin = getattr(dask_worker, "plugins", {}).get(name)
+    return plugin.reading() if isinstance(plugin, HostsPlugin) else None
 
 
 def _mark_closing(name: str, dask_worker: Any = None) -> None:

@@ -6,6 +6,11 @@ it, :func:`start_host_part` competes for the host's lock
 (:mod:`carbon_jupyter.jobs.hostpart`); the rank that holds it also measures
 the host's CPU packages and RAM as a run tagged ``part=host``. Every device of
 the job is so measured once; :mod:`carbon_jupyter.jobs.group` adds them up.
+
+When the lock comes to a rank, and when a rank ends, the parts of this job that
+died on this host are sent to the team server as ``lost``
+(:func:`carbon_jupyter.jobs.lost.report_lost_parts`; only when runs are
+forwarded).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from carbon_jupyter.jobs.hostpart import HostPart
 from carbon_jupyter.jobs.identity import JobIdentity
+from carbon_jupyter.jobs.lost import report_lost_parts
 from carbon_jupyter.sensors.base import Sensor
 
 if TYPE_CHECKING:
@@ -43,7 +49,11 @@ def rank_gpus(gpus: Sequence[Sensor], identity: JobIdentity, explicit: bool) -> 
 
 
 def start_host_part(rank: Tracker, identity: JobIdentity, sensors: Sequence[Sensor]) -> HostPart:
-    """Compete for the host's lock beside ``rank``; the host part's tracker while held."""
+    """Compete for the host's lock beside ``rank``; the host part's tracker while held.
+
+    Taking the lock over (its holder ended or died) and stopping (``rank`` ends)
+    each report the job's lost parts on this host to the team server.
+    """
     from carbon_jupyter.measure.tracker import Tracker
 
     tags = {k: v for k, v in rank.tags.items() if k not in _RANK_ONLY}
@@ -67,4 +77,7 @@ def start_host_part(rank: Tracker, identity: JobIdentity, sensors: Sequence[Sens
         host.flush_interval_s = 0.0
         return host
 
-    return HostPart(identity, make_tracker).start()
+    def report() -> None:
+        report_lost_parts(rank.sink, identity)
+
+    return HostPart(identity, make_tracker, on_taken=report, on_stopped=report).start()

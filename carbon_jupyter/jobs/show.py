@@ -1,4 +1,9 @@
-"""A job as text: its totals, each host with its devices, and its parts."""
+"""A job as text: its totals, each host with its devices, and its parts.
+
+A rank part whose CPU share is known shows it after its energy (``CPU share
+41 % (5.74 mWh)``): its part of its host's busy CPU time, and the host's CPU
+energy that stands for (see :mod:`carbon_jupyter.jobs.group`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import TYPE_CHECKING
 from carbon_jupyter.show import format as fmt
 
 if TYPE_CHECKING:
-    from carbon_jupyter.jobs.group import Job
+    from carbon_jupyter.jobs.group import Job, JobPart
 
 
 def job_text(job: Job) -> str:
@@ -32,9 +37,18 @@ def job_text(job: Job) -> str:
     lines.append("  parts:")
     for part in job.parts:
         who = f"rank {part.rank}" if part.kind == "rank" else "host part"
-        extra = f"  {part.error}" if part.error else ""
+        extra = _cpu_share_text(part) + (f"  {part.error}" if part.error else "")
         lines.append(
             f"    {part.run_id[:8]}  {who:<10} {part.host:<16} {part.status:<11} "
             f"{fmt.energy(part.energy_j):>10}{extra}"
         )
     return "\n".join(lines)
+
+
+def _cpu_share_text(part: JobPart) -> str:
+    """``  CPU share 41 % (5.74 mWh)`` for a rank whose share is known, else nothing."""
+    if part.cpu_share is None:
+        return ""
+    energy = part.cpu_process_energy_j
+    of_host = f" ({fmt.energy(energy)})" if energy is not None else ""
+    return f"  CPU share {100 * part.cpu_share:.0f} %{of_host}"

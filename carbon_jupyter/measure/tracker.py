@@ -219,6 +219,7 @@ class Tracker:
             self.tags = {**self.tags, **self.job.tags(), "part": "rank"}
         self._host_part: Any = None
         self._host_sensors: list[Sensor] = []
+        self._cpu_share: Any = None  # a rank part's share of its host's CPU (jobs.share)
         #: How often live samples are handed to the sink, in seconds.
         self.flush_interval_s = FLUSH_INTERVAL_S
         self.notebook = notebook
@@ -285,6 +286,16 @@ class Tracker:
         return self._run
 
     @property
+    def host_part(self) -> Any:
+        """The :class:`~carbon_jupyter.jobs.hostpart.HostPart` this rank competes for, if any."""
+        return self._host_part
+
+    @property
+    def cluster_job(self) -> Any:
+        """The Dask cluster's hosts measured with this run (``cluster=``), once started."""
+        return self._cluster_job
+
+    @property
     def sink(self) -> RunSink | None:
         """Where this run goes (None before :meth:`start`, or when kept in memory)."""
         return self._sink
@@ -307,6 +318,10 @@ class Tracker:
         # The run's first row is written before the window opens: the store's first write
         # in a process (and the machine details it records) is not the user's code.
         self._to_sink("begin_run", self._snapshot("running"))
+        if self.job is not None:  # the rank's CPU time, for its share of the host's CPU
+            from carbon_jupyter.jobs.share import RankCpuShare
+
+            self._cpu_share = RankCpuShare().start(sampler)
         sampler.start()
         metrics.started(self)
         self._last_flush = self._clock()
@@ -333,6 +348,8 @@ class Tracker:
         if self._cluster_job is not None:  # the cluster's parts end inside this run's window
             self._cluster_job.stop()
         self._sampler.stop()
+        if self._cpu_share is not None:
+            self.tags = {**self.tags, **self._cpu_share.stop()}
         with self._lock:
             pending, self._pending = self._pending, []
         if pending:

@@ -7,7 +7,7 @@ traceback machinery knows (so a traceback shows the cell's own lines);
 :meth:`CompiledCell.run` executes it in ``shell.user_ns`` and returns the value
 of a final expression for IPython to display as the cell's output.
 :func:`finish_view` ends the run's view: its final plot and summary, or after a
-``--dask`` run the job of the cluster's hosts (:func:`show_job`).
+``--dask`` run the plot of the cluster's hosts and their job (:func:`show_job`).
 """
 
 from __future__ import annotations
@@ -71,18 +71,25 @@ def run_cell_code(shell: Any, cell: str) -> Any:
 
 
 def finish_view(shell: Any, view: Any, tracker: Any, run: Any, quiet: bool = False) -> None:
-    """Replace ``view`` with ``run``'s final plot and summary; beside a cluster, show the job.
+    """Replace ``view`` with ``run``'s final plot and summary; beside a cluster, the job's.
 
     A run with a cluster is the notebook's own part of a job (its GPUs): the job,
-    every host with its devices, is what the cell measured.
+    every host with its devices, is what the cell measured. Its live view
+    (:class:`~carbon_jupyter.show.live_hosts.HostsView`) becomes the hosts' plot
+    above the job; without a plot, the job is shown as text.
     """
     if getattr(tracker, "cluster", None) is None:
         if view is not None:
             view.finish(run)
         return
-    if view is not None:
+    from carbon_jupyter.show.live_hosts import HostsView
+
+    plotted = isinstance(view, HostsView) and view.plotted
+    found = show_job(shell, tracker, quiet or plotted)
+    if plotted:
+        view.finish_job(found)
+    elif view is not None:
         view.close()
-    show_job(shell, tracker, quiet)
 
 
 def show_job(shell: Any, tracker: Any, quiet: bool = False) -> Any:

@@ -11,8 +11,9 @@ Load with ``%load_ext carbon_jupyter`` (or list ``carbon_jupyter`` in
     replaced by a static plot and a summary when it ends. ``--metric accuracy``
     stores the value of the variable ``accuracy`` when the cell ends as the
     run's metric (``--metric acc=val_accuracy`` names the variable).
-    ``--dask`` also measures each host of the Dask cluster once, and shows the job with its
-    hosts after the cell instead of a live plot (kept as ``_carbon_job``).
+    ``--dask`` also measures each host of the Dask cluster once: the live plot draws
+    one line per host, and the job with its hosts is shown under it when the cell
+    ends (kept as ``_carbon_job``).
 
 ``%carbon start [label] [options]`` / ``%carbon stop [-o]``
     Track a run that spans several cells. ``-o`` returns the Run.
@@ -223,8 +224,12 @@ class CarbonMagics(Magics):
 
         if args.quiet:
             return None
-        plot = self.plot and args.dask is None  # beside a cluster: its job, after the run
-        mode = "none" if (args.no_plot or not plot) else self.display_mode
+        mode = "none" if (args.no_plot or not self.plot) else self.display_mode
+        if args.dask is not None:  # one line per host of the cluster, known once it starts
+            from carbon_jupyter.jobs.hostfeed import HostsFeed
+            from carbon_jupyter.show.live_hosts import HostsView
+
+            return HostsView(HostsFeed(tracker), mode=mode, title=title)
         view = LiveView(tracker, mode=mode, title=title)
         if view.plotted:
             devices = devices_to_measure(args.gpus if args.gpus is not None else self.gpus)

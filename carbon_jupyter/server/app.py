@@ -158,6 +158,7 @@ def create_app(
     engine: Engine | None = None,
     executor: str = "local",
     url: str | None = None,
+    lost_after_s: float | None = None,
 ) -> FastAPI:
     """The server for database ``db`` (a path, ``sqlite:///...`` or ``postgresql://...``).
 
@@ -168,7 +169,9 @@ def create_app(
 
     ``executor`` runs submitted sweeps (``local``, ``dask://HOST:PORT``, or
     ``none`` for no sweeps); ``url`` is where its runs are sent (this server,
-    as the hosts that run them reach it).
+    as the hosts that run them reach it). ``lost_after_s`` is how long a running
+    part of a job may go without word before its job shows it ``lost`` (default
+    :data:`~carbon_jupyter.server.config.DEFAULT_LOST_AFTER_S`).
     """
     defaults = ServerSettings(db=db)
     settings = ServerSettings(
@@ -177,6 +180,7 @@ def create_app(
         max_batch=defaults.max_batch if max_batch is None else max_batch,
         executor=executor,
         url=url,
+        lost_after_s=defaults.lost_after_s if lost_after_s is None else lost_after_s,
     )
     engine = engine or open_database(db)
     if migrate_db:
@@ -230,6 +234,7 @@ def app_from_env() -> FastAPI:
         migrate_db=False,
         executor=settings.executor,
         url=settings.url,
+        lost_after_s=settings.lost_after_s,
     )
     # Everything loaded so far lives as long as the process: keep it out of the
     # garbage collector's full passes, which requests would otherwise pay for.

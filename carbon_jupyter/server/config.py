@@ -26,12 +26,21 @@ MAX_BATCH_ENV = "CARBON_JUPYTER_SERVER_MAX_BATCH"
 EXECUTOR_ENV = "CARBON_JUPYTER_SERVER_EXECUTOR"
 #: The URL the server's executors (and Dask workers) reach it at.
 URL_ENV = "CARBON_JUPYTER_SERVER_URL"
+#: Seconds without word from a running part of a job before the job shows it ``lost``.
+LOST_AFTER_ENV = "CARBON_JUPYTER_SERVER_LOST_AFTER_S"
 DEFAULT_MAX_BODY_B = 4 * 1024 * 1024
 #: The most samples one batch may hold unless ``--max-batch`` says otherwise.
 DEFAULT_MAX_BATCH = 1000
 #: The bounds of ``--max-body`` (1 KiB to 1 GiB) and ``--max-batch``.
 MAX_BODY_RANGE_B = (1024, 1024**3)
 MAX_BATCH_RANGE = (1, 10 * DEFAULT_MAX_BATCH)
+#: A running part of a job is shown ``lost`` after this many seconds without word from it
+#: unless ``--lost-after`` says otherwise. Clients send live samples every 90 s by default
+#: (``CARBON_JUPYTER_FORWARD_INTERVAL``), and retry a server that does not answer within a
+#: minute: ten minutes is several sends missed in a row, not one late.
+DEFAULT_LOST_AFTER_S = 600.0
+#: The bounds of ``--lost-after``, in seconds (one second to thirty days).
+LOST_AFTER_RANGE_S = (1.0, 30 * 86400.0)
 
 
 def default_db() -> str:
@@ -56,6 +65,30 @@ def check_max_batch(value: int) -> int:
     if not low <= value <= high:
         raise ConfigError(f"--max-batch {value} is out of range: give {low} to {high} samples")
     return value
+
+
+def check_lost_after(value: float, name: str = "--lost-after") -> float:
+    """``value`` when it is a number of seconds in :data:`LOST_AFTER_RANGE_S`, else one line."""
+    low, high = LOST_AFTER_RANGE_S
+    if not low <= value <= high:  # also refuses nan
+        raise ConfigError(
+            f"{name} {value:g} is out of range: give seconds from {low:.0f} to {high:.0f} "
+            f"(default {DEFAULT_LOST_AFTER_S:g})"
+        )
+    return value
+
+
+def lost_after_text(text: str, name: str = "--lost-after") -> float:
+    """``--lost-after`` (or its variable) from text: seconds, else one line naming ``name``."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        low, high = LOST_AFTER_RANGE_S
+        raise ConfigError(
+            f"{name} {text!r} is not a number of seconds: give seconds from {low:.0f} to "
+            f"{high:.0f}, such as {DEFAULT_LOST_AFTER_S:g}"
+        ) from None
+    return check_lost_after(value, name)
 
 
 def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -103,11 +136,14 @@ class ServerSettings:
     max_batch: int = DEFAULT_MAX_BATCH
     executor: str = "local"
     url: str | None = None
+    #: Seconds without word from a running part of a job before it is shown ``lost``.
+    lost_after_s: float = DEFAULT_LOST_AFTER_S
 
     def __post_init__(self) -> None:
         check_max_body(self.max_body_b)
         check_max_batch(self.max_batch)
         check_executor_text(self.executor)
+        check_lost_after(self.lost_after_s)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -118,6 +154,7 @@ class ServerSettings:
             max_batch=_int_env(env, MAX_BATCH_ENV, DEFAULT_MAX_BATCH),
             executor=env.get(EXECUTOR_ENV, "").strip() or "local",
             url=env.get(URL_ENV, "").strip() or None,
+            lost_after_s=lost_after_from_env(env),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -128,4 +165,12 @@ class ServerSettings:
             MAX_BATCH_ENV: str(self.max_batch),
             EXECUTOR_ENV: self.executor,
             URL_ENV: self.url or "",
+            LOST_AFTER_ENV: repr(self.lost_after_s),
         }
+
+
+def lost_after_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """``$CARBON_JUPYTER_SERVER_LOST_AFTER_S``, else :data:`DEFAULT_LOST_AFTER_S`."""
+    env = os.environ if environ is None else environ
+    text = env.get(LOST_AFTER_ENV, "").strip()
+    return lost_after_text(text, LOST_AFTER_ENV) if text else DEFAULT_LOST_AFTER_S

@@ -30,7 +30,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from carbon_jupyter.errors import ConfigError
 from carbon_jupyter.model import DeviceInfo, Run, Sample
@@ -47,8 +47,26 @@ from carbon_jupyter.show.display import (
 )
 from carbon_jupyter.show.embed import load_bokehjs, power_template, require_ipython, resources_mode
 
-if TYPE_CHECKING:
-    from carbon_jupyter.measure.tracker import Tracker
+
+class Followed(Protocol):
+    """What a live view reads of what it follows: a tracker, or the hosts of a job."""
+
+    @property
+    def label(self) -> str | None: ...
+
+    @property
+    def intensity(self) -> Any: ...
+
+    @property
+    def attribution(self) -> str: ...
+
+    @property
+    def devices(self) -> tuple[DeviceInfo, ...]: ...
+
+    def subscribe(
+        self, listener: Callable[[Sequence[Sample]], None], *, replay: bool = False
+    ) -> Callable[[], None]: ...
+
 
 #: Points per device kept while a run is live, where each update resends the plot.
 HTML_ROLLOVER = 300
@@ -69,7 +87,7 @@ class LiveView:
 
     def __init__(
         self,
-        tracker: Tracker,
+        tracker: Followed,
         *,
         mode: str | None = None,
         title: str = "",

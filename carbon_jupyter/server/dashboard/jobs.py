@@ -2,13 +2,15 @@
 
 ``/jobs``
     The jobs the viewer may see, newest first: parts, hosts, start, and how
-    many parts still run.
+    many parts still run and how many were lost.
 ``/jobs/{job_id}``
     One job as :func:`carbon_jupyter.jobs.group.group` adds it up (the same as
     ``carbon_jupyter.job()`` and ``carbon-jupyter show JOB``): its totals,
     each host with its devices once (and the method behind each figure), and
     every part (rank or host part) linked to its run page. While a part runs,
-    the page reloads itself every :data:`REFRESH_S` seconds.
+    the page reloads itself every :data:`REFRESH_S` seconds. A running part
+    not heard from for the server's ``--lost-after`` is shown ``lost``, with
+    since when (see :mod:`carbon_jupyter.server.jobs`).
 
 A job whose parts are all in other projects is answered 404, as an unknown one is.
 """
@@ -20,6 +22,7 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from carbon_jupyter.server.api.jobs import lost_after_s
 from carbon_jupyter.server.api.models import RUN_ID_PATTERN
 from carbon_jupyter.server.dashboard.pages import NotFound, engine_of, guarded
 from carbon_jupyter.server.dashboard.render import render
@@ -38,7 +41,7 @@ def jobs_page(request: Request) -> Response:
 
     def build(who: Principal, open_server: bool) -> Response:
         with engine_of(request).connect() as conn:
-            found = list_jobs(conn, who, limit=JOBS_PER_PAGE)
+            found = list_jobs(conn, who, limit=JOBS_PER_PAGE, lost_after_s=lost_after_s(request))
         return render(
             "jobs.html", title="Jobs", who=who, open_server=open_server, bokeh=False, jobs=found
         )
@@ -54,7 +57,7 @@ def job_page(request: Request, job_id: str) -> Response:
         if not re.fullmatch(RUN_ID_PATTERN, job_id):
             raise NotFound(f"No job {job_id[:40]!r} that you may see.")
         with engine_of(request).connect() as conn:
-            job = get_job(conn, job_id, who)
+            job = get_job(conn, job_id, who, lost_after_s=lost_after_s(request))
         if job is None:
             raise NotFound(f"No job {job_id[:40]!r} that you may see.")
         return render(
