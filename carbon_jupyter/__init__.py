@@ -32,7 +32,8 @@ from carbon_jupyter._version import __version__
 
 if TYPE_CHECKING:
     from carbon_jupyter.measure.metrics import log_metric
-    from carbon_jupyter.measure.tracker import Tracker, track
+    from carbon_jupyter.measure.track import track
+    from carbon_jupyter.measure.tracker import Tracker
     from carbon_jupyter.model import DeviceEnergy, DeviceInfo, Intensity, Run, Sample
     from carbon_jupyter.sweeps.api import sweep
 
@@ -58,7 +59,7 @@ __all__ = [
 
 _LAZY = {
     "Tracker": "carbon_jupyter.measure.tracker",
-    "track": "carbon_jupyter.measure.tracker",
+    "track": "carbon_jupyter.measure.track",
     "Run": "carbon_jupyter.model",
     "Sample": "carbon_jupyter.model",
     "DeviceInfo": "carbon_jupyter.model",

@@ -311,3 +311,23 @@ def test_the_job_json_carries_the_shares() -> None:
     assert rank["cpu_process_energy_j"] == pytest.approx(25.0)
     assert as_json["hosts"]["a"]["cpu_process_energy_j"] == pytest.approx(25.0)
     json.dumps(as_json)
+
+
+def test_gpus_that_ranks_each_call_gpu0_are_listed_apart() -> None:
+    """``srun --gpus-per-task``: every rank sees its one GPU as gpu:0; each is its own GPU."""
+    from dataclasses import replace
+
+    runs = []
+    for rank, uuid in enumerate(("GPU-aaaa", "GPU-bbbb")):
+        run = _rank(rank, "a", 0.0, 10.0, "1.0", "10.0")
+        gpu = replace(GPU, uuid=uuid)
+        runs.append(replace(run, devices=(DeviceEnergy(gpu, 100.0 * (rank + 1)),)))
+    host = group("j", runs).hosts["a"]
+    assert host.devices == {
+        "gpu:0 GPU-aaaa": {"kind": "gpu", "method": "nvml-energy", "energy_j": 100.0},
+        "gpu:0 GPU-bbbb": {"kind": "gpu", "method": "nvml-energy", "energy_j": 200.0},
+    }
+    assert host.gpu_energy_j == pytest.approx(300.0)
+    # one GPU seen by two ranks (torchrun, each picking its own): named as it is
+    same = [replace(r, devices=(DeviceEnergy(replace(GPU, uuid="GPU-aaaa"), 100.0),)) for r in runs]
+    assert list(group("j", same).hosts["a"].devices) == ["gpu:0"]

@@ -36,6 +36,7 @@ and every view group a job the same way.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -208,9 +209,12 @@ def group(job_id: str, runs: Iterable[Run]) -> Job:
             key = (part.host, _gpu_key(run, device_id))
             if key not in best_gpu or energy_j > best_gpu[key][0]:
                 best_gpu[key] = (energy_j, part, device_id, method, run)
-    for (host, _), (energy_j, _, device_id, method, run) in best_gpu.items():
+    shared_ids = Counter((host, found[2]) for (host, _), found in best_gpu.items())
+    for (host, gpu), (energy_j, _, device_id, method, run) in best_gpu.items():
         totals = hosts[host]
-        totals.devices[device_id] = {"kind": "gpu", "method": method, "energy_j": energy_j}
+        # Ranks that each see one GPU all call it gpu:0: the GPU's UUID tells them apart.
+        name = device_id if shared_ids[(host, device_id)] == 1 else f"{device_id} {gpu}"
+        totals.devices[name] = {"kind": "gpu", "method": method, "energy_j": energy_j}
         totals.gpu_energy_j += energy_j
         totals.co2_g += co2_of(energy_j, run.intensity.intensity_g_per_kwh, run.intensity.pue)
     for totals in hosts.values():

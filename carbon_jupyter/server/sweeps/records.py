@@ -130,24 +130,46 @@ def _run_visible(who: Principal) -> Any:
 
 def _from_runs(conn: Connection, sweep_id: str, who: Principal) -> dict[str, Any] | None:
     """A sweep run on a client, as its forwarded runs tell it (None when there are none)."""
-    found = conn.execute(
+    return _client_sweeps(conn, [sweep_id], who).get(sweep_id)
+
+
+def _client_sweeps(
+    conn: Connection, sweep_ids: list[str], who: Principal
+) -> dict[str, dict[str, Any]]:
+    """Sweeps run on clients, by id, as their forwarded runs tell them (one query for all)."""
+    if not sweep_ids:
+        return {}
+    rows = conn.execute(
         select(
-            runs.c.tags, runs.c.status, runs.c.label, runs.c.phase, runs.c.started_at,
-            runs.c.ended_at, users.c.name.label("user"), projects.c.name.label("project"),
+            runs.c.sweep_id, runs.c.tags, runs.c.status, runs.c.label, runs.c.phase,
+            runs.c.started_at, runs.c.ended_at, users.c.name.label("user"),
+            projects.c.name.label("project"),
         )
         .join(users, users.c.id == runs.c.user_id)
         .join(projects, projects.c.id == runs.c.project_id)
-        .where(runs.c.sweep_id == sweep_id, _run_visible(who))
-        .order_by(runs.c.started_at)
+        .where(runs.c.sweep_id.in_(sweep_ids), _run_visible(who))
+        .order_by(runs.c.sweep_id, runs.c.started_at)
     ).all()  # fmt: skip
-    if not found:
-        return None
+    grouped: dict[str, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(row.sweep_id, []).append(row)
+    return {sweep_id: _client_sweep(sweep_id, found) for sweep_id, found in grouped.items()}
+
+
+def _client_sweep(sweep_id: str, found: list[Any]) -> dict[str, Any]:
+    """One client sweep's summary from its runs' rows (oldest first)."""
     axes: dict[str, list[str]] = {}
     pairs: set[tuple[str, str]] = set()
+    finished: set[tuple[str, str]] = set()
+    tally: dict[str, int] = {}
     repeat = 1
     for row in found:
         tags = json.loads(row.tags or "{}")
-        pairs.add((str(tags.get("config")), str(tags.get("repeat"))))
+        pair = (str(tags.get("config")), str(tags.get("repeat", "1")))
+        pairs.add(pair)
+        tally[row.status] = tally.get(row.status, 0) + 1
+        if row.status in ("ok", "error"):
+            finished.add(pair)
         if str(tags.get("repeat", "1")).isdigit():
             repeat = max(repeat, int(tags.get("repeat", "1")))
         for key, value in tags.items():
@@ -180,8 +202,8 @@ def _from_runs(conn: Connection, sweep_id: str, who: Principal) -> dict[str, Any
         "created_at": first.started_at,
         "started_at": first.started_at,
         "ended_at": max(ended) if ended and "running" not in statuses else None,
-        "counts": counts(conn, sweep_id),
-        "finished": finished_count(conn, sweep_id),
+        "counts": tally,
+        "finished": len(finished),
         "last_run_at": last.started_at,
     }
 
@@ -228,8 +250,8 @@ def _with_client_sweeps(
         .order_by(func.min(runs.c.started_at).desc())
         .limit(most)
     )
-    client = [_from_runs(conn, sweep_id, who) for sweep_id, _ in conn.execute(stmt)]
-    merged = found + [c for c in client if c is not None]
+    client = _client_sweeps(conn, [sweep_id for sweep_id, _ in conn.execute(stmt)], who)
+    merged = found + list(client.values())
     merged.sort(key=lambda s: s["created_at"], reverse=True)
     return merged
 
