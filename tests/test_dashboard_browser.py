@@ -276,3 +276,17 @@ def test_signing_in_is_needed_and_a_bad_token_is_refused(
         page.wait_for_selector('input[name="token"]')
     finally:
         context.close()
+
+
+def test_the_api_docs_render_from_this_server_alone(server: Dashboard, tab: Tab) -> None:
+    """``/docs`` draws every route from files the server serves: no CDN, no internet."""
+    outside: list[str] = []
+    origin = server.url.rstrip("/")
+    tab.page.on("request", lambda r: None if r.url.startswith(origin) else outside.append(r.url))
+    tab.page.goto(f"{server.url}/docs")
+    tab.page.wait_for_selector(".swagger-ui .info .title")
+    assert "carbon-jupyter team server" in tab.page.inner_text(".swagger-ui .info .title")
+    tab.page.wait_for_selector(".opblock")
+    paths = tab.page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/api/v1/runs/{run_id}" in " ".join(paths).replace("\u200b", "")
+    assert not outside, outside

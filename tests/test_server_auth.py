@@ -9,6 +9,7 @@ is stored from any refused request.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -268,7 +269,19 @@ def test_an_admin_token_reaches_every_route(team: Team) -> None:
 def test_health_and_the_api_description_need_no_token(team: Team) -> None:
     assert httpx.get(f"{team.server.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{team.server.url}/openapi.json").json()["info"]["title"]
-    assert httpx.get(f"{team.server.url}/docs").status_code == 200
+    # the interactive docs come from this server alone: no CDN on the page
+    page = httpx.get(f"{team.server.url}/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(
+        r"url: '([^']+)'", page.text
+    )
+    assert sources and all(s.startswith("/") for s in sources), sources
+    assert "/openapi.json" in page.text
+    for source in sources:
+        answer = httpx.get(f"{team.server.url}{source}")
+        assert answer.status_code == 200, source
+    script = httpx.get(f"{team.server.url}/docs/static/swagger-ui-bundle.js")
+    assert "javascript" in script.headers["content-type"] and len(script.content) > 100_000
 
 
 def test_an_open_server_lets_everyone_in_as_the_local_admin(open_server: ServerHandle) -> None:

@@ -37,6 +37,7 @@ from carbon_jupyter.server.api import query as query_routes
 from carbon_jupyter.server.api import sweeps as sweep_routes
 from carbon_jupyter.server.api import system as system_routes
 from carbon_jupyter.server.api import tokens as token_routes
+from carbon_jupyter.server.api.docs import add_docs
 from carbon_jupyter.server.api.errors import SafeJSONResponse
 from carbon_jupyter.server.auth import Authenticator
 from carbon_jupyter.server.config import ServerSettings
@@ -205,6 +206,8 @@ def create_app(
         description=DESCRIPTION,
         default_response_class=SafeJSONResponse,
         lifespan=lifespan,
+        docs_url=None,  # served from this server, not a CDN: server.api.docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -218,6 +221,7 @@ def create_app(
     app.include_router(sweep_routes.router)
     app.include_router(job_routes.router)
     app.include_router(system_routes.router)
+    add_docs(app)
     app.add_middleware(BodyLimit, max_body_b=settings.max_body_b)
     app.add_middleware(RequestCounter, api=app)
     _mount_dashboard(app)
