@@ -81,3 +81,9 @@ def test_the_server_groups_a_job_sent_from_every_host(
         assert on_server["cpu_energy_j"] > 0 and on_server["gpu_energy_j"] > 0
     assert job["energy_j"] == pytest.approx(sum(j.energy_j for j in local.values()))
     assert job["co2_g"] == pytest.approx(sum(j.co2_g for j in local.values()))
+    # each rank's share of its host's CPU, the same on the server and in its host's store
+    for part in (p for p in job["parts"] if p["kind"] == "rank"):
+        (mine,) = (p for p in local[part["host"]].parts if p.run_id == part["run_id"])
+        assert part["cpu_share"] == pytest.approx(mine.cpu_share)
+        assert part["cpu_process_energy_j"] == pytest.approx(mine.cpu_process_energy_j)
+        assert f"{part['cpu_share'] * 100:.0f} %" in job_page.text
