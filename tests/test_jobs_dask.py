@@ -12,6 +12,7 @@ host when its measuring worker leaves, and take in workers that join.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -87,6 +88,11 @@ class Cluster:
         log.close()
         self.workers[host].append(process)
         return process
+
+    def join(self, host: str, workers: int) -> None:
+        """A worker on ``host`` joins: returns once the cluster has ``workers`` workers."""
+        self.start_worker(host)
+        self.client.wait_for_workers(workers, timeout=60)
 
     def hosts_of_workers(self) -> dict[str, str]:
         """``{worker address: host}`` as each worker sees its host."""
@@ -245,15 +251,13 @@ def test_dask_cell_follows_workers_that_leave_and_join(
         client.retire_workers(workers=[holder.tags["worker"]], close_workers=True)
         return holder.tags["worker"]
 
-    def add_host_c() -> None:
-        cluster.start_worker("host-c")
-        client.wait_for_workers(5, timeout=60)
-
     shell = InteractiveShell.instance()
     try:
         shell.run_line_magic("load_ext", "carbon_jupyter")
         shell.user_ns.update(
-            client=client, retire_host_a_holder=retire_host_a_holder, add_host_c=add_host_c
+            client=client,
+            retire_host_a_holder=retire_host_a_holder,
+            add_host_c=functools.partial(cluster.join, "host-c", 5),
         )
         result = shell.run_cell(
             f"%%carbon train --dask --interval {INTERVAL_S}\n"
@@ -353,14 +357,10 @@ def test_dask_cell_draws_one_line_per_host_live(
     monkeypatch.setattr(embed, "_loaded", None)
     client = cluster.client
 
-    def add_host_c() -> None:
-        cluster.start_worker("host-c")
-        client.wait_for_workers(5, timeout=60)
-
     shell = InteractiveShell.instance()
     try:
         shell.run_line_magic("load_ext", "carbon_jupyter")
-        shell.user_ns.update(client=client, add_host_c=add_host_c)
+        shell.user_ns.update(client=client, add_host_c=functools.partial(cluster.join, "host-c", 5))
         with capture_output() as cap:
             result = shell.run_cell(
                 f"%%carbon train --dask --interval {INTERVAL_S}\n"

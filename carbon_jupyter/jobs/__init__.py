@@ -5,7 +5,14 @@
 - :mod:`~carbon_jupyter.jobs.parts` and :mod:`~carbon_jupyter.jobs.hostpart`: each rank
   measures its GPUs; one rank per host (a lock that passes on when its holder dies)
   measures the host's CPU and RAM;
+- :mod:`~carbon_jupyter.jobs.share`: each rank's share of its host's CPU, without
+  reading the host's counters again;
+- :mod:`~carbon_jupyter.jobs.lost`: the parts of dead processes told to the team
+  server by the ranks that survive them;
 - :mod:`~carbon_jupyter.jobs.group`: the parts added up, once per device, by host;
+- :mod:`~carbon_jupyter.jobs.on_dask` and :mod:`~carbon_jupyter.jobs.hostfeed`: every
+  host of a Dask cluster measured once, and drawn live one line per host;
+- :mod:`~carbon_jupyter.jobs.show`: a job as text;
 - :func:`job`: a job from Python.
 """
 

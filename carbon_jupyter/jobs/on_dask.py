@@ -67,6 +67,11 @@ _JOB_TAGS = ("job", "rank", "local_rank", "world_size", "launcher", "part")
 _WHERE = ("country", "region", "intensity", "pue")
 
 
+def ended_path(identity: JobIdentity) -> Path:
+    """The file that says job ``identity`` has ended on its host (beside the host's lock)."""
+    return lock_path(identity).with_suffix(".ended")
+
+
 def cluster_job_id(job: str | Literal[False] | None) -> str:
     """The job of a tracker with ``cluster=``: ``job`` when given, else ``dask-<12 hex>``."""
     if job is False:
@@ -148,6 +153,12 @@ class HostsPlugin(WorkerPlugin):
         await asyncio.to_thread(self.start, str(worker.address))
 
     async def teardown(self, worker: Worker) -> None:
+        from distributed.core import Status
+
+        # Removed from a worker that runs on: the plugin was unregistered, the job ends.
+        # (A worker that closes tears its plugins down too; then another one takes over.)
+        if worker.status in (Status.running, Status.paused):
+            self.job_ending()
         await asyncio.to_thread(self.stop)
 
     def start(self, worker_address: str) -> None:
@@ -182,10 +193,11 @@ class HostsPlugin(WorkerPlugin):
         tracker.flush_interval_s = 0.0
         discover(gpus=Settings.from_env().gpus)  # found now, not once the lock is held
         closing, acquired = threading.Event(), threading.Event()
+        ended = ended_path(identity)
         self._closing, self._acquired = closing, acquired
 
         def make_tracker() -> Any:
-            if closing.is_set():  # the lock came free as the job ended: nothing to measure
+            if closing.is_set() or ended.exists():  # the lock came free as the job ended
                 return _Idle()
             acquired.set()
             return tracker
@@ -200,6 +212,17 @@ class HostsPlugin(WorkerPlugin):
             if _held_elsewhere(path) and not acquired.is_set():
                 return  # another worker (or the notebook) measures this host
             time.sleep(_POLL_S)
+
+    def job_ending(self) -> None:
+        """The job is ending, on every host: no worker of this host measures from now on.
+
+        Said in a file beside the host's lock as well, so that a worker whose own
+        plugin has not heard it yet does not start measuring when the lock comes
+        to it (the workers of a host tear their plugins down in no set order).
+        """
+        self.closing()
+        with contextlib.suppress(OSError):
+            ended_path(self.identity()).touch()
 
     def closing(self) -> None:
         """The job is ending: a worker that gets the lock from now on does not measure."""
@@ -239,7 +262,7 @@ def _mark_closing(name: str, dask_worker: Any = None) -> None:
     """On a worker (``client.run``): the plugin ``name`` is about to be removed."""
     plugin = getattr(dask_worker, "plugins", {}).get(name)
     if isinstance(plugin, HostsPlugin):
-        plugin.closing()
+        plugin.job_ending()
 
 
 class ClientWatch(SchedulerPlugin):
