@@ -32,7 +32,7 @@ the run is shown as text.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from carbon_jupyter.errors import ConfigError
@@ -226,12 +226,20 @@ def run_bundle(
         attribution=run.attribution,
     )
     template = power_template(devices, run.intensity, run.attribution)
-    summary = summary_html(run)
-    if colab:
-        page = template.page(data, title, summary)
-    else:
-        page = f'<div class="carbon-jupyter-run">{template.html(data, title)}\n{summary}</div>'
+    page = plot_above(template, data, title, summary_html(run), colab=colab)
     return {"text/html": page, "text/plain": fmt.summary(run)}
+
+
+def plot_above(
+    template: Any, data: Mapping[str, Any], title: str, summary: str, *, colab: bool = False
+) -> str:
+    """The HTML of a power plot (``template`` filled with ``data``) above ``summary``.
+
+    ``colab`` makes a self-contained page that loads BokehJS from the CDN.
+    """
+    if colab:
+        return str(template.page(data, title, summary))
+    return f'<div class="carbon-jupyter-run">{template.html(data, title)}\n{summary}</div>'
 
 
 def comparison_text(runs: Sequence[Run], *, by: str = "label") -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from carbon_jupyter.notices import notice_once
 from carbon_jupyter.show import frontend
-from carbon_jupyter.show.display import Bundle, _show, _show_text
+from carbon_jupyter.show.display import Bundle, _show_text, plot_above
 from carbon_jupyter.show.embed import power_template
 from carbon_jupyter.show.live import LiveView
 from carbon_jupyter.show.plots import power_rows
@@ -42,11 +42,10 @@ def job_bundle(job: Job | None, feed: HostsFeed, *, title: str = "", colab: bool
     template = power_template(devices, feed.intensity, "device")
     text = job_text(job) if job is not None else f"carbon: {title or 'job'}: hosts as drawn"
     summary = f'<pre class="carbon-jupyter-job">{html.escape(text)}</pre>'
-    if colab:
-        page = template.page(data, title, summary)
-    else:
-        page = f'<div class="carbon-jupyter-run">{template.html(data, title)}\n{summary}</div>'
-    return {"text/html": page, "text/plain": text}
+    return {
+        "text/html": plot_above(template, data, title, summary, colab=colab),
+        "text/plain": text,
+    }
 
 
 class HostsView(LiveView):
@@ -88,26 +87,28 @@ class HostsView(LiveView):
 
     def finish_job(self, job: Job | None) -> None:
         """Replace the live plot with the static plot of every point and the job's text."""
+        from carbon_jupyter.jobs.show import job_text
+
         with self._lock:
             self._done = True
             self._stop_following()
         self.feed.stop()
-        try:
-            bundle = job_bundle(job, self.feed, title=self.title, colab=self.mode == frontend.COLAB)
-            if self._handle is not None and self.plotted:
+        problem = "the live plot was never shown"
+        if self._handle is not None:
+            colab = self.mode == frontend.COLAB
+            try:
+                bundle = job_bundle(job, self.feed, title=self.title, colab=colab)
                 self._handle.update(bundle, raw=True)
-            elif job is not None:
-                _show({"text/html": f"<pre>{html.escape(bundle['text/plain'])}</pre>",
-                       "text/plain": bundle["text/plain"]})  # fmt: skip
-        except Exception as exc:
+                problem = ""
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        if problem:
             notice_once(
                 "final-view-failed",
-                f"carbon-jupyter: could not show the final plot ({type(exc).__name__}: {exc}); "
+                f"carbon-jupyter: could not show the final plot ({problem}); "
                 "here is the job as text.",
             )
             if job is not None:
-                from carbon_jupyter.jobs.show import job_text
-
                 _show_text(job_text(job))
         self.close()
 
